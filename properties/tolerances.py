@@ -1,0 +1,38 @@
+"""Named tolerances, in one place.
+
+Exact properties run in float64. Agreement between two float64 computations of the same quantity
+by different operation orders is limited by round-off, which grows with the number of accumulated
+terms; a few thousand ulps of 1.0 (2.2e-16) covers the sizes drawn here with a wide margin while
+still failing on any real bug (which moves results by at least 1e-3 in practice).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Tol:
+    rtol: float
+    atol: float
+
+
+# Two float64 routes to the same value (different summation order, fused vs explicit paths).
+FLOAT64 = Tol(rtol=1e-10, atol=1e-12)
+# A float64 quantity that went through many layers (whole encoder-decoder stacks, BERT).
+FLOAT64_DEEP = Tol(rtol=1e-9, atol=1e-10)
+# A value that must be exactly zero in float64 (masked weights): no slack at all.
+EXACT_ZERO = 0.0
+
+# Low-precision runs are compared against a float64 reference; each widening is the dtype's
+# machine epsilon times a small factor for the softmax's accumulation.
+BY_DTYPE = {
+    torch.float64: FLOAT64,
+    torch.float32: Tol(rtol=1e-5, atol=1e-6),
+    torch.float16: Tol(rtol=5e-3, atol=5e-3),   # eps 9.8e-4
+    torch.bfloat16: Tol(rtol=4e-2, atol=4e-2),  # eps 7.8e-3
+}
+
+# Statistical properties: every test's false-alarm rate (probability of failing on a correct
+# implementation) is at most this, per run.
+FALSE_ALARM_RATE = 1e-6
