@@ -31,3 +31,39 @@ def gaussian(shape, seed: int, dtype=torch.float64, scale: float = 1.0) -> torch
     """A reproducible standard-normal tensor (values come from the seed, shapes from hypothesis)."""
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+@st.composite
+def lengths_with_padding(draw, *, batch: int, max_len: int, allow_empty: bool = False):
+    """Per-example lengths in [1, max_len] (or [0, max_len]); the longest fills the padded length."""
+    low = 0 if allow_empty else 1
+    lengths = draw(st.lists(st.integers(low, max_len), min_size=batch, max_size=batch))
+    if max(lengths) < max_len:
+        lengths[draw(st.integers(0, batch - 1))] = max_len
+    return torch.tensor(lengths)
+
+
+@st.composite
+def tiny_configs(draw, *, positional=("sinusoidal",), norm_placement=("post", "pre"), **fixed):
+    """A small encoder-decoder config: 1-2 layers each, 1-3 heads of width 2-4, no dropout, no implicit pad id."""
+    from transformer import TransformerConfig
+
+    h = draw(st.integers(1, 3))
+    d_k = draw(st.sampled_from([2, 4]))
+    settings = dict(
+        src_vocab_size=draw(st.integers(5, 13)),
+        d_model=h * d_k,
+        h=h,
+        d_ff=draw(st.integers(2, 12)),
+        n_encoder_layers=draw(st.integers(1, 2)),
+        n_decoder_layers=draw(st.integers(1, 2)),
+        p_drop=0.0,
+        positional=draw(st.sampled_from(positional)),
+        norm_placement=draw(st.sampled_from(norm_placement)),
+        tying="none",
+        pad_id=None,
+        max_len=32,
+    )
+    settings["tgt_vocab_size"] = settings["src_vocab_size"]
+    settings.update(fixed)
+    return TransformerConfig(**settings)
