@@ -1,0 +1,149 @@
+"""Tests of the model's own machinery: shapes, decoding paths, training pieces, low-precision masking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from transformer import (
+    AdditiveAttention,
+    MultiHeadAttention,
+    Transformer,
+    TransformerConfig,
+    greedy_decode,
+    make_optimizer,
+    noam_scheduler,
+    padding_mask_from_ids,
+    scaled_dot_product_attention,
+)
+from transformer.embeddings import InputEmbedding
+from transformer.masks import combine
+from transformer.training import LabelSmoothingLoss
+
+LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_fully_masked_query_gets_zeros_and_finite_gradients(dtype):
+    """A query with every key masked returns a zero vector and finite gradients, in every float dtype."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 4, generator=g).to(dtype).requires_grad_() for _ in range(3))
+    allowed = torch.ones(2, 3, 3, dtype=torch.bool)
+    allowed[0, 1, :] = False  # query 1 of example 0 sees nothing
+    out, weights = scaled_dot_product_attention(q, k, v, allowed)
+    out.float().sum().backward()
+    assert torch.all(out[0, 1] == 0) and torch.all(weights[0, 1] == 0)
+    for t in (out, q.grad, k.grad, v.grad):
+        assert torch.isfinite(t).all(), f"non-finite values in {dtype}"
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_whole_model_with_an_all_padding_source_is_finite(dtype):
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(vocab_size=7)).to(dtype)
+    src = torch.tensor([[0, 0, 0], [3, 4, 0]])  # example 0 is all padding
+    log_probs = model(src, torch.tensor([[1, 2], [2, 3]]))
+    log_probs.float().sum().backward()
+    assert torch.isfinite(log_probs).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_forward_shapes_and_log_probabilities():
+    torch.manual_seed(0)
+    config = TransformerConfig.tiny(vocab_size=9)
+    out = Transformer(config)(torch.randint(1, 9, (2, 5)), torch.randint(1, 9, (2, 3)))
+    assert out.shape == (2, 3, 9)
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "rope", "alibi", "none"])
+@pytest.mark.parametrize("norm_placement", ["post", "pre"])
+def test_greedy_decoding_with_and_without_cache_agree(positional, norm_placement):
+    torch.manual_seed(1)
+    config = TransformerConfig.tiny(vocab_size=9, positional=positional, norm_placement=norm_placement)
+    model = Transformer(config).double().eval()
+    src = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    with_cache = greedy_decode(model, src, 6, bos_id=1, use_cache=True)
+    without = greedy_decode(model, src, 6, bos_id=1, use_cache=False)
+    assert with_cache.shape == (2, 7) and torch.equal(with_cache, without)
+
+
+def test_greedy_decoding_rejects_negative_lengths():
+    model = Transformer(TransformerConfig.tiny())
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 0"):
+        greedy_decode(model, torch.tensor([[1, 2]]), -1, bos_id=1)
+
+
+def test_cache_with_target_padding_matches_full_pass():
+    torch.manual_seed(2)
+    model = Transformer(TransformerConfig.tiny(vocab_size=9)).double().eval()
+    src, tgt = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([[1, 2, 3, 0], [1, 4, 0, 0]])
+    memory = model.encode(src)
+    full = model.decode(tgt, memory, src=src)
+    cache = model.new_cache()
+    chunks = [model.decode(tgt[:, :3], memory, src=src, cache=cache), model.decode(tgt[:, 3:], memory, src=src, cache=cache)]
+    torch.testing.assert_close(torch.cat(chunks, 1), full)
+
+
+def test_shared_and_absent_query_key_projections():
+    shared, none = MultiHeadAttention(8, 2, "shared"), MultiHeadAttention(8, 2, "none")
+    assert shared.w_k is shared.w_q
+    assert sum(p.numel() for p in shared.parameters()) == 3 * (64 + 8)
+    assert sum(p.numel() for p in none.parameters()) == 2 * (64 + 8)
+    heads = none.head_projections(1)
+    torch.testing.assert_close(heads["w_q"], torch.eye(8)[4:])
+    assert heads["w_o"].shape == (8, 4)
+
+
+def test_additive_attention_weights_are_a_distribution_and_respect_masks():
+    torch.manual_seed(0)
+    attn = AdditiveAttention(d_k=4, d_a=6)
+    q, k = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    allowed = torch.ones(2, 3, 5, dtype=torch.bool)
+    allowed[:, :, 3:] = False
+    allowed[1, 2, :] = False
+    out, weights = attn(q, k, k, allowed)
+    assert out.shape == (2, 3, 4)
+    assert torch.all(weights[..., 3:] == 0) and torch.all(weights[1, 2] == 0)
+    torch.testing.assert_close(weights[0].sum(-1), torch.ones(3))
+
+
+def test_bert_style_embedding_options():
+    config = TransformerConfig.tiny(vocab_size=9, positional="learned", type_vocab_size=2, embedding_norm=True,
+                                    scale_embedding=False, activation="gelu", layer_norm_eps=1e-12)
+    embed = InputEmbedding(config, 9)
+    ids = torch.tensor([[1, 2, 3]])
+    x = embed(ids, token_type_ids=torch.tensor([[0, 1, 1]]))
+    torch.testing.assert_close(x.mean(-1), torch.zeros(1, 3), atol=1e-6, rtol=0)
+    assert not torch.allclose(x, embed(ids))  # token types change the input
+    Transformer(config)(ids, ids)
+
+
+def test_training_step_with_schedule_and_label_smoothing_reduces_loss():
+    torch.manual_seed(0)
+    config = TransformerConfig.tiny(vocab_size=7, warmup_steps=10)
+    model = Transformer(config)
+    optimizer = make_optimizer(model, config)
+    scheduler = noam_scheduler(optimizer, config, factor=2.0)
+    loss_fn = LabelSmoothingLoss(7, config.label_smoothing, pad_id=0)
+    src, tgt = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[5, 6, 1, 2, 0]])
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:])
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_label_smoothing_without_pad_id_spreads_over_all_others():
+    dist = LabelSmoothingLoss(5, 0.2, pad_id=None).smoothed_targets(torch.tensor([2]))
+    torch.testing.assert_close(dist, torch.tensor([[0.05, 0.05, 0.8, 0.05, 0.05]]))
+
+
+def test_mask_helpers():
+    assert combine(None, None) is None
+    ids = torch.tensor([[4, 0]])
+    assert padding_mask_from_ids(ids, 0).tolist() == [[[[True, False]]]]
