@@ -15,6 +15,8 @@ from transformer import (
     noam_scheduler,
     padding_mask_from_ids,
     scaled_dot_product_attention,
+    teacher_forcing_loss,
+    teacher_forcing_pair,
 )
 from transformer.embeddings import InputEmbedding
 from transformer.masks import combine
@@ -130,7 +132,7 @@ def test_training_step_with_schedule_and_label_smoothing_reduces_loss():
     losses = []
     for _ in range(30):
         optimizer.zero_grad()
-        loss = loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:])
+        loss = teacher_forcing_loss(model, src, tgt, loss_fn)
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -147,3 +149,8 @@ def test_mask_helpers():
     assert combine(None, None) is None
     ids = torch.tensor([[4, 0]])
     assert padding_mask_from_ids(ids, 0).tolist() == [[[[True, False]]]]
+
+
+def test_teacher_forcing_pair_needs_bos_and_a_token():
+    with pytest.raises(ValueError, match="seq >= 2"):
+        teacher_forcing_pair(torch.tensor([[1]]))

@@ -31,7 +31,14 @@ from .embeddings import (
 from .layers import DecoderLayer, EncoderLayer, PositionwiseFeedForward, ResidualSublayer
 from .masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
 from .model import Decoder, DecoderCache, Encoder, Generator, Transformer
-from .training import LabelSmoothingLoss, make_optimizer, noam_rate, noam_scheduler
+from .training import (
+    LabelSmoothingLoss,
+    make_optimizer,
+    noam_rate,
+    noam_scheduler,
+    teacher_forcing_loss,
+    teacher_forcing_pair,
+)
 
 __all__ = [
     "ALiBi", "AdditiveAttention", "Decoder", "DecoderCache", "DecoderLayer", "Encoder", "EncoderLayer",
@@ -40,4 +47,5 @@ __all__ = [
     "SinusoidalPositionalEncoding", "TokenEmbedding", "Transformer", "TransformerConfig", "causal_mask",
     "combine", "greedy_decode", "key_padding_mask", "make_optimizer", "noam_rate", "noam_scheduler",
     "padding_mask_from_ids", "padding_mask_from_lengths", "scaled_dot_product_attention", "sinusoidal_encoding",
+    "teacher_forcing_loss", "teacher_forcing_pair",
 ]

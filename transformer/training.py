@@ -18,6 +18,25 @@ def noam_rate(step: int, d_model: int, warmup_steps: int, factor: float = 1.0) -
     return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
 
 
+def teacher_forcing_pair(tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a target that starts with BOS into the decoder's input and the labels it must predict.
+
+    The input is the target shifted right by one, so position t sees tokens 0..t and predicts token t + 1.
+    Shape: tgt (B, T + 1) -> decoder input (B, T), labels (B, T).
+    """
+    if tgt.dim() != 2 or tgt.shape[1] < 2:
+        raise ValueError(f"target must be (batch, seq) with seq >= 2 (BOS and one token), got {tuple(tgt.shape)}")
+    return tgt[:, :-1], tgt[:, 1:]
+
+
+def teacher_forcing_loss(model: nn.Module, src: torch.Tensor, tgt: torch.Tensor, loss_fn: nn.Module,
+                         src_key_allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """One parallel, causally masked pass over the whole shifted target (section 5)."""
+    # src (B, S), tgt (B, T + 1) -> scalar loss
+    decoder_input, labels = teacher_forcing_pair(tgt)
+    return loss_fn(model(src, decoder_input, src_key_allowed), labels)
+
+
 def make_optimizer(model: nn.Module, config: TransformerConfig) -> torch.optim.Adam:
     """Adam with the paper's beta_1 = 0.9, beta_2 = 0.98, epsilon = 1e-9; the schedule sets the rate."""
     return torch.optim.Adam(model.parameters(), lr=1.0, betas=config.adam_betas, eps=config.adam_eps)
