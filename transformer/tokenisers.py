@@ -1,0 +1,324 @@
+"""Byte-level BPE and WordPiece: small trainers and encoders, checked against Hugging Face ``tokenizers``.
+
+Byte-level BPE (Sennrich et al. 2016, on bytes as in GPT-2)
+    * Base vocabulary: all 256 bytes, so every text has an encoding and nothing is out of vocabulary.
+      Ids 0..255 follow GPT-2's byte order (`BYTE_ORDER`: the 188 printable bytes ``!``..``~``,
+      ``¡``..``¬``, ``®``..``ÿ`` in increasing value, then the other 68 in increasing value). That is
+      the order in which ``tokenizers`` numbers its ByteLevel alphabet, so ids agree with it.
+    * Pre-tokenisation (`split_words`): a word is a run of spaces (possibly none) followed by a run of
+      non-spaces; spaces at the very end of a text form a word of their own. The words concatenate
+      back to the text, and merges never cross a word boundary.
+    * Training (`train_bpe`): count words once (a word-frequency table), then repeatedly merge the
+      adjacent pair with the highest count, a pair's count being the number of its adjacent
+      occurrences (overlapping ones included) weighted by word frequency. Ties go to the pair with the
+      smallest (left id, right id); merged tokens take the next id. Stop at ``vocab_size`` tokens or
+      when no pair occurs at least ``max(1, min_frequency)`` times. This is the rule of ``tokenizers``'
+      BpeTrainer (a max-heap on (count, reversed pair order)).
+    * Encoding: apply merges lowest rank first; merging a pair replaces its occurrences left to right.
+      Decoding concatenates the tokens' bytes; UTF-8 decoding is lossless on every ``str`` that UTF-8
+      can encode. Lone surrogates (``"\\ud800"``) are not Unicode scalar values, UTF-8 has no encoding
+      for them, and `ByteBPE.encode` rejects them with a ValueError.
+
+WordPiece (Schuster & Nakamura 2012; BERT's encoder)
+    * Units: a word's first character stands alone, every later character carries the continuation
+      prefix ``##`` (``"hug"`` -> ``h ##u ##g``). Pre-tokenisation is ``str.split()`` (whitespace).
+    * Training (`train_wordpiece`): merge the pair (a, b) maximising
+      score = freq(ab) / (freq(a) freq(b)), with frequencies counted over the current segmentation;
+      the merged token is a followed by b without its ``##``. Ties: smallest (left id, right id),
+      ids in vocabulary order (special tokens, then the alphabet sorted by code point, then merges).
+      ``tokenizers``' own WordPieceTrainer merges by frequency (it is its BPE trainer with a ``##``
+      prefix), so only the WordPiece encoder has a library oracle.
+    * Encoding (`WordPiece.tokenize_word`): greedy longest-match-first from the left; a word with a
+      position where nothing in the vocabulary matches, or longer than ``max_input_chars_per_word``,
+      becomes the single ``unk_token``, as in ``tokenizers.models.WordPiece``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _printable(b: int) -> bool:
+    return ord("!") <= b <= ord("~") or ord("¡") <= b <= ord("¬") or ord("®") <= b <= ord("ÿ")
+
+
+# BYTE_ORDER[i] is the byte whose token has id i; BYTE_ID is its inverse.
+BYTE_ORDER: tuple[int, ...] = tuple([b for b in range(256) if _printable(b)] +
+                                    [b for b in range(256) if not _printable(b)])
+BYTE_ID: dict[int, int] = {b: i for i, b in enumerate(BYTE_ORDER)}
+
+_WORD = re.compile(r" *[^ ]+| +")
+
+
+def split_words(text: str) -> list[str]:
+    """BPE pre-tokenisation: ``"a  b "`` -> ``["a", "  b", " "]``; ``"".join`` gives the text back."""
+    _check_text(text)
+    return _WORD.findall(text)
+
+
+def _check_text(text: object, what: str = "text") -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str, got {type(text).__name__}")
+
+
+def _check_corpus(corpus: object) -> list[str]:
+    """A corpus is an iterable of texts; a bare str is rejected (it would be read as characters)."""
+    if isinstance(corpus, (str, bytes)) or not isinstance(corpus, Iterable):
+        raise TypeError(f"corpus must be an iterable of str texts, got {type(corpus).__name__}")
+    texts = list(corpus)
+    for i, text in enumerate(texts):
+        _check_text(text, f"corpus[{i}]")
+    if not any(texts):
+        raise ValueError("empty corpus: there is no text to learn merges from")
+    return texts
+
+
+def _to_utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"text contains a lone surrogate U+{ord(text[err.start]):04X} at index "
+                         f"{err.start}, which UTF-8 cannot encode") from None
+
+
+def _merge_pair(symbols: list, pair: tuple, new) -> list:
+    """Replace the occurrences of ``pair`` in ``symbols`` by ``new``, scanning left to right."""
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(new)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Byte-level BPE
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ByteBPE:
+    """A trained byte-level BPE.
+
+    Args:
+        vocab: token bytes by id; ids 0..255 are the single bytes in `BYTE_ORDER`.
+        merges: ``merges[r] = (left id, right id)``, the merge of rank ``r``; it produces the token
+            ``vocab[left] + vocab[right]``.
+    """
+
+    vocab: tuple[bytes, ...]
+    merges: tuple[tuple[int, int], ...]
+    _ranks: dict = field(init=False, repr=False, compare=False)
+    _cache: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if tuple(self.vocab[:256]) != tuple(bytes([b]) for b in BYTE_ORDER):
+            raise ValueError("vocab must start with the 256 single bytes in BYTE_ORDER")
+        token_id = {tok: i for i, tok in enumerate(self.vocab)}
+        ranks = {}
+        for rank, (a, b) in enumerate(self.merges):
+            ranks.setdefault((a, b), (rank, token_id[self.vocab[a] + self.vocab[b]]))
+        object.__setattr__(self, "_ranks", ranks)
+        object.__setattr__(self, "_cache", {})
+
+    def _encode_word(self, word: bytes) -> list[int]:
+        ids = [BYTE_ID[b] for b in word]
+        while len(ids) > 1:
+            ranked = [self._ranks[p] + (p,) for p in zip(ids, ids[1:]) if p in self._ranks]
+            if not ranked:
+                break
+            _, new_id, pair = min(ranked)  # the lowest-rank merge present in the word
+            ids = _merge_pair(ids, pair, new_id)
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; each word is encoded once and cached."""
+        ids = []
+        for word in split_words(text):
+            if word not in self._cache:
+                self._cache[word] = self._encode_word(_to_utf8(word))
+            ids.extend(self._cache[word])
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; byte sequences that are not UTF-8 (a cut character) decode to U+FFFD."""
+        return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
+
+
+def train_bpe(corpus: Iterable[str], vocab_size: int, *, min_frequency: int = 0) -> ByteBPE:
+    """Learn byte-level BPE merges from ``corpus`` (an iterable of texts) until ``vocab_size`` tokens.
+
+    Cost: one pass over the corpus to count words; each merge then touches only the distinct words
+    that contain its pair (``where``), and a lazy max-heap finds the next pair.
+    """
+    texts = _check_corpus(corpus)
+    if not isinstance(vocab_size, int) or vocab_size < 256:
+        raise ValueError(f"vocab_size {vocab_size!r} is smaller than the 256-byte base alphabet")
+    word_freq = Counter(word for text in texts for word in split_words(text))
+    words = [[BYTE_ID[b] for b in _to_utf8(w)] for w in word_freq]
+    freqs = list(word_freq.values())
+
+    vocab = [bytes([b]) for b in BYTE_ORDER]
+    token_id = {tok: i for i, tok in enumerate(vocab)}
+    pair_count, where = Counter(), defaultdict(set)
+    for i, w in enumerate(words):
+        for pair in zip(w, w[1:]):
+            pair_count[pair] += freqs[i]
+            where[pair].add(i)
+    heap = [(-count, pair) for pair, count in pair_count.items()]  # max count, then smallest pair
+    heapq.heapify(heap)
+
+    merges = []
+    while len(vocab) < vocab_size and heap:
+        neg_count, pair = heapq.heappop(heap)
+        if -neg_count != pair_count[pair]:  # stale entry: counts only fall, re-queue the true count
+            if pair_count[pair] > 0:
+                heapq.heappush(heap, (-pair_count[pair], pair))
+            continue
+        if -neg_count < max(1, min_frequency):
+            break
+        merged = vocab[pair[0]] + vocab[pair[1]]
+        if merged not in token_id:
+            token_id[merged] = len(vocab)
+            vocab.append(merged)
+        new_id = token_id[merged]
+        merges.append(pair)
+        grown = set()  # only pairs that contain the new token can have gained occurrences
+        for i in where.pop(pair):
+            old, new = words[i], _merge_pair(words[i], pair, new_id)
+            for p in zip(old, old[1:]):
+                pair_count[p] -= freqs[i]
+            for p in zip(new, new[1:]):
+                pair_count[p] += freqs[i]
+                where[p].add(i)
+                if new_id in p:
+                    grown.add(p)
+            words[i] = new
+        for p in grown:
+            heapq.heappush(heap, (-pair_count[p], p))
+    return ByteBPE(tuple(vocab), tuple(merges))
+
+
+# --------------------------------------------------------------------------------------------------
+# WordPiece
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WordPiece:
+    """A WordPiece vocabulary and its greedy longest-match-first encoder.
+
+    Args:
+        vocab: tokens by id; continuation pieces carry ``prefix`` (``"##ing"``).
+        unk_token: what a word becomes when it cannot be encoded; must be in ``vocab``.
+        prefix: the continuation prefix.
+        max_input_chars_per_word: longer words become ``unk_token`` without being looked at.
+        merges: the training merges in order, as (left, right) token pairs (empty if not trained).
+    """
+
+    vocab: tuple[str, ...]
+    unk_token: str = "[UNK]"
+    prefix: str = "##"
+    max_input_chars_per_word: int = 100
+    merges: tuple[tuple[str, str], ...] = ()
+    _ids: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.unk_token not in self.vocab:
+            raise ValueError(f"unk_token {self.unk_token!r} is not in the vocabulary")
+        object.__setattr__(self, "_ids", {tok: i for i, tok in enumerate(self.vocab)})
+
+    def tokenize_word(self, word: str) -> list[str]:
+        """Pieces of one word: at each position take the longest vocabulary entry that starts there."""
+        _check_text(word, "word")
+        if len(word) > self.max_input_chars_per_word:
+            return [self.unk_token]
+        pieces, start = [], 0
+        while start < len(word):
+            for end in range(len(word), start, -1):  # longest candidate first
+                piece = word[start:end] if start == 0 else self.prefix + word[start:end]
+                if piece in self._ids:
+                    break
+            else:
+                return [self.unk_token]  # nothing in the vocabulary starts here
+            pieces.append(piece)
+            start = end
+        return pieces
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, split into words on whitespace."""
+        _check_text(text)
+        return [self._ids[p] for word in text.split() for p in self.tokenize_word(word)]
+
+
+def wordpiece_units(word: str, prefix: str = "##") -> list[str]:
+    """The starting segmentation: ``"hug"`` -> ``["h", "##u", "##g"]``."""
+    return [c if i == 0 else prefix + c for i, c in enumerate(word)]
+
+
+def train_wordpiece(corpus: Iterable[str], vocab_size: int, *, unk_token: str = "[UNK]",
+                    special_tokens: Sequence[str] = (), prefix: str = "##",
+                    max_input_chars_per_word: int = 100) -> WordPiece:
+    """Learn a WordPiece vocabulary: merge the pair with the highest freq(ab) / (freq(a) freq(b)).
+
+    Frequencies are kept per distinct word and updated only in the words a merge touches; each step
+    scans the distinct pairs once (exact rational scores), so nothing grows with the corpus length.
+    """
+    texts = _check_corpus(corpus)
+    word_freq = Counter(word for text in texts for word in text.split())
+    if not word_freq:
+        raise ValueError("empty corpus: it has no words, only whitespace")
+    words = [wordpiece_units(w, prefix) for w in word_freq]
+    freqs = list(word_freq.values())
+    vocab = list(dict.fromkeys([unk_token, *special_tokens]))
+    vocab += sorted({u for w in words for u in w} - set(vocab))
+    if not isinstance(vocab_size, int) or vocab_size < len(vocab):
+        raise ValueError(f"vocab_size {vocab_size!r} is smaller than the {len(vocab)} special tokens "
+                         f"and characters of the corpus' alphabet")
+    token_id = {tok: i for i, tok in enumerate(vocab)}
+
+    unit_count, pair_count, where = Counter(), Counter(), defaultdict(set)
+    for i, w in enumerate(words):
+        _count(w, freqs[i], unit_count, pair_count, sign=+1)
+        for pair in zip(w, w[1:]):
+            where[pair].add(i)
+
+    merges = []
+    while len(vocab) < vocab_size:
+        live = [p for p, c in pair_count.items() if c > 0]
+        if not live:
+            break
+        a, b = max(live, key=lambda p: (Fraction(pair_count[p], unit_count[p[0]] * unit_count[p[1]]),
+                                        -token_id[p[0]], -token_id[p[1]]))
+        merged = a + b.removeprefix(prefix)
+        if merged not in token_id:
+            token_id[merged] = len(vocab)
+            vocab.append(merged)
+        merges.append((a, b))
+        for i in where.pop((a, b)):
+            _count(words[i], freqs[i], unit_count, pair_count, sign=-1)
+            words[i] = _merge_pair(words[i], (a, b), merged)
+            _count(words[i], freqs[i], unit_count, pair_count, sign=+1)
+            for pair in zip(words[i], words[i][1:]):
+                where[pair].add(i)
+    return WordPiece(tuple(vocab), unk_token, prefix, max_input_chars_per_word, tuple(merges))
+
+
+def _count(units: list[str], freq: int, unit_count: Counter, pair_count: Counter, *, sign: int) -> None:
+    """Add (sign=+1) or remove (sign=-1) one word's units and adjacent pairs, ``freq`` times."""
+    for u in units:
+        unit_count[u] += sign * freq
+    for pair in zip(units, units[1:]):
+        pair_count[pair] += sign * freq
