@@ -67,3 +67,57 @@ def tiny_configs(draw, *, positional=("sinusoidal",), norm_placement=("post", "p
     settings["tgt_vocab_size"] = settings["src_vocab_size"]
     settings.update(fixed)
     return TransformerConfig(**settings)
+
+
+# --------------------------------------------------------------------------------------------------
+# Text: arbitrary Unicode, tokeniser corpora and vocabularies
+# --------------------------------------------------------------------------------------------------
+
+# Characters that trip naive byte or character handling: emoji (4 UTF-8 bytes, a ZWJ sequence, a skin
+# tone), combining marks, CJK, Hangul, right-to-left script, controls, the BOM, unusual spaces, the
+# highest code point. Lone surrogates are left out: Python can hold them, UTF-8 cannot encode them.
+TRICKY_TEXT = ("😀", "👩\u200d💻", "👍🏽", "e\u0301", "\u0308", "中文", "한", "שלום", "\x00", "\x07", "\t",
+               "\n", "\r\n", "\x7f", "\x85", "\ufeff", "\xa0", "\u3000", " ", "  ", "\U0010ffff")
+
+
+def unicode_texts(*, max_pieces: int = 30):
+    """Any text UTF-8 can encode (every code point but the surrogates), rich in the pieces above."""
+    piece = st.one_of(st.characters(exclude_categories=("Cs",)), st.sampled_from(TRICKY_TEXT))
+    return st.lists(piece, max_size=max_pieces).map("".join)
+
+
+# A small pool, so that pairs repeat and counts tie; spaces make several words per text.
+CORPUS_CHARS = ("a", "b", "c", " ", "é", "中", "😀", "\n")
+
+
+@st.composite
+def bpe_corpora(draw, *, max_texts: int = 8, max_chars: int = 24):
+    """A corpus (a list of texts, the first one non-empty) over a drawn alphabet of 1-4 characters."""
+    alphabet = draw(st.lists(st.sampled_from(CORPUS_CHARS), min_size=1, max_size=4, unique=True))
+    first = draw(st.text(alphabet=alphabet, min_size=1, max_size=max_chars))
+    return [first, *draw(st.lists(st.text(alphabet=alphabet, max_size=max_chars), max_size=max_texts - 1))]
+
+
+def word_corpora(*, letters: str = "abcd", max_words: int = 10, max_len: int = 6):
+    """A corpus of single words (no whitespace), so BPE and WordPiece see the same words."""
+    return st.lists(st.text(alphabet=letters, min_size=1, max_size=max_len), min_size=1, max_size=max_words)
+
+
+@st.composite
+def balanced_two_letter_corpora(draw, *, letters: str = "abcde"):
+    """Two-letter words in which every WordPiece unit is equally frequent.
+
+    For n letters and drawn shifts s (repeats allowed), the words are letters[i] + letters[(i + s) % n]
+    for every i: each first letter and each ``##`` second letter occurs once per shift.
+    """
+    n = draw(st.integers(2, len(letters)))
+    shifts = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=6))
+    return [letters[i] + letters[(i + s) % n] for s in shifts for i in range(n)]
+
+
+@st.composite
+def wordpiece_vocabularies(draw, *, letters: str = "abc", max_piece: int = 3, max_pieces: int = 12):
+    """A WordPiece vocabulary: ``[UNK]`` then distinct pieces over ``letters``, some ``##``-prefixed."""
+    piece = st.tuples(st.booleans(), st.text(alphabet=letters, min_size=1, max_size=max_piece))
+    pieces = draw(st.lists(piece.map(lambda p: "##" * p[0] + p[1]), unique=True, max_size=max_pieces))
+    return ("[UNK]", *pieces)
