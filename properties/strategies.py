@@ -117,7 +117,21 @@ def balanced_two_letter_corpora(draw, *, letters: str = "abcde"):
 
 @st.composite
 def wordpiece_vocabularies(draw, *, letters: str = "abc", max_piece: int = 3, max_pieces: int = 12):
-    """A WordPiece vocabulary: ``[UNK]`` then distinct pieces over ``letters``, some ``##``-prefixed."""
+    """A WordPiece vocabulary: ``[UNK]`` then distinct pieces over ``letters``, some ``##``-prefixed;
+    half the time it holds every single letter, bare and prefixed, so that every word over ``letters``
+    can be spelled."""
     piece = st.tuples(st.booleans(), st.text(alphabet=letters, min_size=1, max_size=max_piece))
     pieces = draw(st.lists(piece.map(lambda p: "##" * p[0] + p[1]), unique=True, max_size=max_pieces))
+    if draw(st.booleans()):
+        pieces = list(dict.fromkeys([*pieces, *letters, *("##" + c for c in letters)]))
     return ("[UNK]", *pieces)
+
+
+@st.composite
+def wordpiece_vocabularies_and_words(draw, *, letters: str = "abc", other: str = "d#"):
+    """(vocabulary, word): the word is mostly spelled by vocabulary pieces (so matching has work to do),
+    sometimes any string over ``letters + other`` (``other`` is never in the vocabulary)."""
+    vocab = draw(wordpiece_vocabularies(letters=letters))
+    bodies = sorted({p.removeprefix("##") for p in vocab[1:]})
+    spelled = st.lists(st.sampled_from(bodies), min_size=1, max_size=4).map("".join) if bodies else st.just("")
+    return vocab, draw(st.one_of(spelled, st.text(alphabet=letters + other, max_size=8)))

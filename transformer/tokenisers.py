@@ -70,6 +70,11 @@ def _check_text(text: object, what: str = "text") -> None:
         raise TypeError(f"{what} must be a str, got {type(text).__name__}")
 
 
+def _check_int(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+
+
 def _check_corpus(corpus: object) -> list[str]:
     """A corpus is an iterable of texts; a bare str is rejected (it would be read as characters)."""
     if isinstance(corpus, (str, bytes)) or not isinstance(corpus, Iterable):
@@ -164,7 +169,8 @@ def train_bpe(corpus: Iterable[str], vocab_size: int, *, min_frequency: int = 0)
     that contain its pair (``where``), and a lazy max-heap finds the next pair.
     """
     texts = _check_corpus(corpus)
-    if not isinstance(vocab_size, int) or vocab_size < 256:
+    _check_int(vocab_size, "vocab_size")
+    if vocab_size < 256:
         raise ValueError(f"vocab_size {vocab_size!r} is smaller than the 256-byte base alphabet")
     word_freq = Counter(word for text in texts for word in split_words(text))
     words = [[BYTE_ID[b] for b in _to_utf8(w)] for w in word_freq]
@@ -284,7 +290,8 @@ def train_wordpiece(corpus: Iterable[str], vocab_size: int, *, unk_token: str = 
     freqs = list(word_freq.values())
     vocab = list(dict.fromkeys([unk_token, *special_tokens]))
     vocab += sorted({u for w in words for u in w} - set(vocab))
-    if not isinstance(vocab_size, int) or vocab_size < len(vocab):
+    _check_int(vocab_size, "vocab_size")
+    if vocab_size < len(vocab):
         raise ValueError(f"vocab_size {vocab_size!r} is smaller than the {len(vocab)} special tokens "
                          f"and characters of the corpus' alphabet")
     token_id = {tok: i for i, tok in enumerate(vocab)}
