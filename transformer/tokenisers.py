@@ -14,7 +14,8 @@ Byte-level BPE (Sennrich et al. 2016, on bytes as in GPT-2)
       smallest (left id, right id); merged tokens take the next id. Stop at ``vocab_size`` tokens or
       when no pair occurs at least ``max(1, min_frequency)`` times. This is the rule of ``tokenizers``'
       BpeTrainer (a max-heap on (count, reversed pair order)).
-    * Encoding: apply merges lowest rank first; merging a pair replaces its occurrences left to right.
+    * Encoding: apply the lowest-rank merge present in a word, its leftmost occurrence first, until
+      none applies (what ``tokenizers``' BPE model does, with a heap; O(n log n) per word).
       Decoding concatenates the tokens' bytes; UTF-8 decoding is lossless on every ``str`` that UTF-8
       can encode. Lone surrogates (``"\\ud800"``) are not Unicode scalar values, UTF-8 has no encoding
       for them, and `ByteBPE.encode` rejects them with a ValueError.
@@ -139,14 +140,28 @@ class ByteBPE:
         object.__setattr__(self, "_cache", {})
 
     def _encode_word(self, word: bytes) -> list[int]:
-        ids = [BYTE_ID[b] for b in word]
-        while len(ids) > 1:
-            ranked = [self._ranks[p] + (p,) for p in zip(ids, ids[1:]) if p in self._ranks]
-            if not ranked:
-                break
-            _, new_id, pair = min(ranked)  # the lowest-rank merge present in the word
-            ids = _merge_pair(ids, pair, new_id)
-        return ids
+        """Apply the lowest-rank merge present, the leftmost first among equals, until none is left.
+
+        A heap of (rank, position) candidates and a linked list of symbols (``nxt``/``prv``; merged-away
+        symbols become None) make this O(n log n) in the word's length n, as in ``tokenizers``.
+        """
+        ids: list[int | None] = [BYTE_ID[b] for b in word]
+        nxt, prv = [*range(1, len(ids)), -1], [*range(-1, len(ids) - 1)]
+        heap = [(self._ranks[p][0], i) for i, p in enumerate(zip(ids, ids[1:])) if p in self._ranks]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = nxt[i] if ids[i] is not None else -1
+            if j == -1 or self._ranks.get((ids[i], ids[j]), (None,))[0] != rank:
+                continue  # stale: one of the two symbols has been merged since
+            ids[i], ids[j] = self._ranks[(ids[i], ids[j])][1], None
+            nxt[i] = nxt[j]
+            if nxt[j] != -1:
+                prv[nxt[j]] = i
+            for left, right in ((prv[i], i), (i, nxt[i])):  # the merged symbol's two new pairs
+                if left != -1 and right != -1 and (ids[left], ids[right]) in self._ranks:
+                    heapq.heappush(heap, (self._ranks[(ids[left], ids[right])][0], left))
+        return [t for t in ids if t is not None]
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; each word is encoded once and cached."""
@@ -189,14 +204,14 @@ def train_bpe(corpus: Iterable[str], vocab_size: int, *, min_frequency: int = 0)
     merges = []
     while len(vocab) < vocab_size and heap:
         neg_count, pair = heapq.heappop(heap)
-        if -neg_count != pair_count[pair]:  # stale entry: counts only fall, re-queue the true count
+        if -neg_count != pair_count[pair]:  # stale: the pair lost occurrences since; re-queue its count
             if pair_count[pair] > 0:
                 heapq.heappush(heap, (-pair_count[pair], pair))
             continue
         if -neg_count < max(1, min_frequency):
             break
         merged = vocab[pair[0]] + vocab[pair[1]]
-        if merged not in token_id:
+        if merged not in token_id:  # as in tokenizers, a merge spelling an existing token reuses its id
             token_id[merged] = len(vocab)
             vocab.append(merged)
         new_id = token_id[merged]
