@@ -133,5 +133,7 @@ def wordpiece_vocabularies_and_words(draw, *, letters: str = "abc", other: str =
     sometimes any string over ``letters + other`` (``other`` is never in the vocabulary)."""
     vocab = draw(wordpiece_vocabularies(letters=letters))
     bodies = sorted({p.removeprefix("##") for p in vocab[1:]})
-    spelled = st.lists(st.sampled_from(bodies), min_size=1, max_size=4).map("".join) if bodies else st.just("")
+    if not bodies:
+        return vocab, draw(st.text(alphabet=letters + other, max_size=8))
+    spelled = st.lists(st.sampled_from(bodies), min_size=1, max_size=4).map("".join)
     return vocab, draw(st.one_of(spelled, st.text(alphabet=letters + other, max_size=8)))

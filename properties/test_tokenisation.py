@@ -25,7 +25,14 @@ from properties.strategies import (
     word_corpora,
     wordpiece_vocabularies_and_words,
 )
-from transformer.tokenisers import ByteBPE, WordPiece, split_words, train_bpe, train_wordpiece, wordpiece_units
+from transformer.tokenisers import (
+    ByteBPE,
+    WordPiece,
+    split_words,
+    train_bpe,
+    train_wordpiece,
+    wordpiece_units,
+)
 
 # --------------------------------------------------------------------------------------------------
 # The library, configured like ours
@@ -34,7 +41,8 @@ from transformer.tokenisers import ByteBPE, WordPiece, split_words, train_bpe, t
 
 def _gpt2_byte_chars() -> dict[int, str]:
     """GPT-2's byte -> printable character map, which ``tokenizers``' ByteLevel uses."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
     others = [b for b in range(256) if b not in printable]
     return {**{b: chr(b) for b in printable}, **{b: chr(256 + k) for k, b in enumerate(others)}}
 
@@ -146,7 +154,8 @@ def test_each_bpe_merge_joins_the_most_frequent_pair_and_adds_one_token(corpus, 
         best = max(counts.values())
         tied = [p for p, c in counts.items() if c == best]
         pair = (model.vocab[a], model.vocab[b])
-        assert pair == min(tied, key=lambda p: (token_id[p[0]], token_id[p[1]])), f"step {step}: {pair} of {tied}"
+        by_ids = min(tied, key=lambda p: (token_id[p[0]], token_id[p[1]]))
+        assert pair == by_ids, f"step {step}: merged {pair}, expected {by_ids} of the tied {tied}"
         assert best >= min_frequency
         assert model.vocab[256 + step] == pair[0] + pair[1]
         words = _apply(words, pair, pair[0] + pair[1])
@@ -260,7 +269,8 @@ def test_each_wordpiece_merge_maximises_pair_frequency_over_unit_frequencies(cor
         scores = _scores(words)
         best = max(scores.values())
         tied = [p for p, s in scores.items() if s == best]
-        assert (a, b) == min(tied, key=lambda p: (token_id[p[0]], token_id[p[1]])), f"step {step}: {(a, b)} of {tied}"
+        by_ids = min(tied, key=lambda p: (token_id[p[0]], token_id[p[1]]))
+        assert (a, b) == by_ids, f"step {step}: merged {(a, b)}, expected {by_ids} of the tied {tied}"
         assert model.vocab[1 + len(alphabet) + step] == a + b.removeprefix("##")
         words = _apply(words, (a, b), a + b.removeprefix("##"))
     assert len(model.vocab) == 1 + len(alphabet) + extra or not _pair_counts(words)
