@@ -184,7 +184,9 @@ def test_bpe_training_agrees_with_the_tokenizers_bpe_trainer(corpus, extra, min_
 def test_bpe_encoding_applies_merges_lowest_rank_first_like_tokenizers(corpus, text):
     """tok.bpe-merges: given our vocabulary and merges, ``tokenizers``' BPE model encodes the training
     texts and any other text to the same ids as ours. Catches merges applied in the wrong order
-    (highest rank first, or in the order pairs occur in the word) and a wrong pre-tokeniser.
+    (the mutation gate's "BPE merges applied in the wrong order": highest rank first and leftmost
+    pair first were both tried by hand and fail, on the pinned example every time) and a wrong
+    pre-tokeniser.
     """
     model = train_bpe(corpus, 256 + 40)
     library = _library_bpe(*_as_library(model))
@@ -343,8 +345,9 @@ def _longest_match_walk(vocab: set[str], word: str) -> list[str] | None:
 def test_wordpiece_encoder_agrees_with_tokenizers_wordpiece(case, max_chars):
     """tok.wordpiece-longest-match: given the same vocabulary, ``[UNK]`` and word-length limit, our
     pieces are those of ``tokenizers.models.WordPiece``. Pinned: "abc" with {a, ab, ##bc} is [UNK] in
-    both, although a + ##bc would spell it: greedy matching does not backtrack. Catches longest
-    suffix instead of longest prefix, shortest-first matching, and a missing word-length limit.
+    both, although a + ##bc would spell it: greedy matching does not backtrack. Catches the mutation
+    gate's "longest suffix instead of longest prefix" (tried by hand: fails on the first pinned
+    example), shortest-first matching, and a missing word-length limit.
     """
     vocab, word = case
     model = WordPiece(vocab, max_input_chars_per_word=max_chars)
@@ -357,7 +360,8 @@ def test_wordpiece_encoder_agrees_with_tokenizers_wordpiece(case, max_chars):
 def test_wordpiece_takes_the_longest_match_from_the_left_or_gives_unk(case):
     """tok.wordpiece-longest-match: the pieces are, left to right, the longest vocabulary entries
     starting where the previous one ended (later ones carrying ``##``), and they spell the word; a
-    word where that walk finds nothing at some position is the single ``[UNK]``.
+    word where that walk finds nothing at some position is the single ``[UNK]``. A longest-suffix
+    matcher fails the pinned example (a ##bc instead of ab ##c).
     """
     vocab, word = case
     pieces = WordPiece(vocab).tokenize_word(word)
