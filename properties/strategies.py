@@ -137,3 +137,75 @@ def wordpiece_vocabularies_and_words(draw, *, letters: str = "abc", other: str =
         return vocab, draw(st.text(alphabet=letters + other, max_size=8))
     spelled = st.lists(st.sampled_from(bodies), min_size=1, max_size=4).map("".join)
     return vocab, draw(st.one_of(spelled, st.text(alphabet=letters + other, max_size=8)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Model: whole-model configurations, padded token ids, permutations, cache chunkings
+# --------------------------------------------------------------------------------------------------
+
+ALL_POSITIONAL = ("sinusoidal", "learned", "rope", "alibi", "none")
+
+
+@st.composite
+def model_configs(draw, *, positional=ALL_POSITIONAL, norm_placement=("post", "pre"), max_layers: int = 3,
+                  **fixed):
+    """A small encoder-decoder config: d_model 4-16, 1-4 heads of even width, 1-3 layers each, no dropout.
+
+    Widths are even so that rotary embeddings apply; pad_id is None so random ids never count as
+    padding (pass explicit masks instead); ``fixed`` overrides any field.
+    """
+    from transformer import TransformerConfig
+
+    h = draw(st.integers(1, 4))
+    d_k = draw(st.sampled_from([4] if h == 1 else [2, 4]))  # d_model = h * d_k in [4, 16]
+    vocab = draw(st.integers(5, 13))
+    settings = dict(
+        src_vocab_size=vocab,
+        tgt_vocab_size=vocab,
+        d_model=h * d_k,
+        h=h,
+        d_ff=draw(st.integers(2, 16)),
+        n_encoder_layers=draw(st.integers(1, max_layers)),
+        n_decoder_layers=draw(st.integers(1, max_layers)),
+        p_drop=0.0,
+        positional=draw(st.sampled_from(positional)),
+        norm_placement=draw(st.sampled_from(norm_placement)),
+        activation=draw(st.sampled_from(["relu", "gelu"])),
+        tying="none",
+        pad_id=None,
+        max_len=32,
+    )
+    settings.update(fixed)
+    return TransformerConfig(**settings)
+
+
+@st.composite
+def padded_token_batches(draw, *, vocab_size: int, batch: int, length: int, seed: int,
+                         allow_empty: bool = True):
+    """(ids (B, S), key_allowed (B, S) bool): random ids, per-example lengths, the rest padding.
+
+    With ``allow_empty`` an example may be all padding (its attention rows are fully masked).
+    """
+    lengths = draw(lengths_with_padding(batch=batch, max_len=length, allow_empty=allow_empty))
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab_size, (batch, length), generator=g)
+    key_allowed = torch.arange(length)[None, :] < lengths[:, None]  # (B, S)
+    return ids, key_allowed
+
+
+@st.composite
+def per_example_permutations(draw, *, batch: int, length: int):
+    """(B, S) long tensor whose row b is a permutation of 0..S-1, drawn independently per example."""
+    rows = [draw(st.permutations(range(length))) for _ in range(batch)]
+    return torch.tensor(rows, dtype=torch.long).reshape(batch, length)
+
+
+@st.composite
+def chunkings(draw, *, total: int):
+    """Chunk sizes (each >= 1) that add up to ``total``: how a target is fed to a key/value cache."""
+    sizes, left = [], total
+    while left:
+        size = draw(st.integers(1, left))
+        sizes.append(size)
+        left -= size
+    return sizes

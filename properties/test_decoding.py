@@ -1,0 +1,162 @@
+"""Decoding: one parallel masked pass, step-by-step recomputation and cached incremental decoding agree.
+
+Claims arch.teacher-forcing-parallel, arch.kv-cache-equivalence and arch.mask-needed-at-inference.
+Training computes every target position in one pass under the causal mask; generation produces one
+token at a time, either recomputing the whole prefix or feeding only the new tokens to a key/value
+cache. The three must give the same distribution at every step, and it is the causal mask that makes
+the parallel pass agree with the sequential ones.
+
+Property -> bug it kills:
+- test_parallel_recomputed_and_cached_decoding_agree_at_every_step -> position offset not advanced in
+  incremental decoding (sinusoidal, learned, rotary and ALiBi positions are drawn); cache concatenated
+  on the wrong axis, or new keys put before the old ones (multi-token chunks are drawn); causal
+  diagonal off by one either way; causal mask skipped on the cached path or on the parallel path;
+  source padding mask lost on one path; target padding not carried in the cache.
+- test_without_the_causal_mask_the_parallel_pass_disagrees_with_incremental_decoding -> a causal mask
+  hard-wired inside the decoder layers (then the mask passed by `decode` would not be what makes
+  training and inference agree, and an encoder-style call would silently be causal).
+- test_the_decoder_needs_the_causal_mask_concrete_case -> the same, on one recorded example.
+- test_one_parallel_pass_is_faster_than_sequential_steps -> a training path that decodes position by
+  position (the advertised parallelism missing); records the measured speed ratios.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from properties.strategies import chunkings, model_configs, padded_token_batches, seeds
+from properties.tolerances import FLOAT64_DEEP
+from transformer import Transformer, TransformerConfig, key_padding_mask
+
+TOL = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
+
+
+def _model(config: TransformerConfig, seed: int) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(config).double().eval()
+
+
+@st.composite
+def decoding_cases(draw):
+    """A model, a padded source batch, a padded target batch and how the target is fed to a cache."""
+    config = draw(model_configs())
+    batch, seed = draw(st.integers(1, 3)), draw(seeds)
+    src, src_allowed = draw(padded_token_batches(vocab_size=config.src_vocab_size, batch=batch,
+                                                 length=draw(st.integers(1, 7)), seed=seed))
+    tgt, tgt_allowed = draw(padded_token_batches(vocab_size=config.tgt_vocab_size, batch=batch,
+                                                 length=draw(st.integers(1, 7)), seed=seed + 1))
+    return config, seed, src, src_allowed, tgt, tgt_allowed, draw(chunkings(total=tgt.shape[1]))
+
+
+@pytest.mark.claim("arch.teacher-forcing-parallel", "arch.kv-cache-equivalence", kind="exact")
+@given(case=decoding_cases())
+def test_parallel_recomputed_and_cached_decoding_agree_at_every_step(case):
+    """Parallel masked pass == recomputing each prefix == feeding chunks to a KV cache, at every position."""
+    config, seed, src, src_allowed, tgt, tgt_allowed, chunks = case
+    model = _model(config, seed)
+    with torch.no_grad():
+        memory = model.encode(src, src_allowed)
+        parallel = model.generator(model.decode(tgt, memory, src_allowed, tgt_allowed))  # (B, T, V)
+        for t in range(tgt.shape[1]):  # generation without a cache: the whole prefix again at each step
+            prefix = model.decode(tgt[:, : t + 1], memory, src_allowed, tgt_allowed[:, : t + 1])
+            torch.testing.assert_close(model.generator(prefix[:, -1]), parallel[:, t], **TOL,
+                                       msg=lambda m: f"recomputed step {t} differs from the parallel pass: {m}")
+        cache, start = model.new_cache(), 0
+        for size in chunks:  # generation with a cache: only the new tokens, any chunk size
+            fresh = model.decode(tgt[:, start:start + size], memory, src_allowed,
+                                 tgt_allowed[:, start:start + size], cache=cache)
+            torch.testing.assert_close(model.generator(fresh), parallel[:, start:start + size], **TOL,
+                                       msg=lambda m: f"cached chunk at {start} (sizes {chunks}) differs: {m}")
+            start += size
+
+
+def _distinct_neighbours(tgt: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Make token 1 differ from token 0, so that seeing the future actually changes something."""
+    tgt = tgt.clone()
+    tgt[:, 1] = (tgt[:, 0] + 1 + tgt[:, 1] % (vocab - 1)) % vocab
+    return tgt
+
+
+def _unmasked_and_incremental(model: Transformer, src, tgt):
+    """Decoder states from one pass with no causal mask, and from one-token-at-a-time cached decoding."""
+    with torch.no_grad():
+        memory = model.encode(src)
+        unmasked = model.decoder(model.tgt_embed(tgt), memory, None, None)  # (B, T, D): every query sees every key
+        cache = model.new_cache()
+        incremental = torch.cat([model.decode(tgt[:, t:t + 1], memory, cache=cache) for t in range(tgt.shape[1])], 1)
+    return unmasked, incremental
+
+
+@pytest.mark.claim("arch.mask-needed-at-inference", kind="exact")
+@given(config=model_configs(), batch=st.integers(1, 3), src_len=st.integers(1, 7), tgt_len=st.integers(2, 7),
+       seed=seeds)
+def test_without_the_causal_mask_the_parallel_pass_disagrees_with_incremental_decoding(config, batch, src_len,
+                                                                                        tgt_len, seed):
+    """With the causal mask removed, position 0 already differs from what step-by-step decoding computes."""
+    model = _model(config, seed)
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=g)
+    tgt = _distinct_neighbours(torch.randint(0, config.tgt_vocab_size, (batch, tgt_len), generator=g),
+                               config.tgt_vocab_size)
+    unmasked, incremental = _unmasked_and_incremental(model, src, tgt)
+    gap = (unmasked[:, 0] - incremental[:, 0]).abs().amax(dim=-1)  # (B,)
+    assert (gap > 1e3 * FLOAT64_DEEP.atol).all(), f"without the mask position 0 still agrees (gap {gap.tolist()})"
+
+
+@pytest.mark.claim("arch.mask-needed-at-inference", kind="counterexample")
+def test_the_decoder_needs_the_causal_mask_concrete_case(measure):
+    """On the tiny preset, the unmasked parallel pass differs from incremental decoding at every position
+    but (for one layer) the last, and the masked parallel pass does not."""
+    model = _model(TransformerConfig.tiny(vocab_size=11, n_decoder_layers=1, pad_id=None), 0)
+    src, tgt = torch.tensor([[3, 5, 7, 2]]), torch.tensor([[1, 4, 9, 6, 2]])
+    unmasked, incremental = _unmasked_and_incremental(model, src, tgt)
+    with torch.no_grad():
+        masked = model.decode(tgt, model.encode(src))
+    gap = (unmasked - incremental).abs().amax(dim=-1)[0]  # (T,)
+    measure("counterexample", {"src": src.tolist(), "tgt": tgt.tolist(), "config": "tiny, 1 decoder layer, seed 0",
+                               "max_abs_gap_per_position_without_mask": gap.tolist()})
+    measure("max_abs_gap_with_mask", float((masked - incremental).abs().max()))
+    assert (gap[:-1] > 1e-3).all(), f"every position but the last sees the future, gaps {gap.tolist()}"
+    torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **TOL)  # the last position sees all anyway
+    torch.testing.assert_close(masked, incremental, **TOL)
+
+
+def _best_time(fn, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.claim("arch.teacher-forcing-parallel", kind="measured")
+def test_one_parallel_pass_is_faster_than_sequential_steps(measure):
+    """Scoring n target positions takes one decoder call in training but n calls in generation."""
+    n = 64
+    config = TransformerConfig.tiny(vocab_size=101, d_model=64, h=4, d_ff=256, pad_id=None, max_len=128)
+    torch.manual_seed(0)
+    model = Transformer(config).eval()
+    src, tgt = torch.randint(0, 101, (1, n)), torch.randint(0, 101, (1, n))
+    with torch.no_grad():
+        memory = model.encode(src)
+
+        def cached_steps():
+            cache = model.new_cache()
+            for t in range(n):
+                model.decode(tgt[:, t:t + 1], memory, cache=cache)
+
+        parallel = _best_time(lambda: model.decode(tgt, memory))
+        cached = _best_time(cached_steps)
+        recomputed = _best_time(lambda: [model.decode(tgt[:, : t + 1], memory) for t in range(n)], repeats=2)
+    measure("sequential_cached_over_parallel", cached / parallel, n=n, parallel_s=parallel, cached_s=cached,
+            config="d_model 64, 4 heads, 2+2 layers, float32, one core")
+    measure("sequential_recomputed_over_parallel", recomputed / parallel, n=n, recomputed_s=recomputed)
+    assert cached > 2 * parallel and recomputed > 2 * parallel, (
+        f"n={n} sequential steps should cost well over one parallel pass: parallel {parallel:.4f}s, "
+        f"cached {cached:.4f}s, recomputed {recomputed:.4f}s")
