@@ -385,3 +385,7 @@ def test_trained_wordpiece_encodes_training_words_and_maps_unseen_characters_to_
         pieces = model.tokenize_word(word)
         assert pieces == [t.value for t in library.tokenize(word)]
         assert (pieces == ["[UNK]"]) == bool(set(word) - set("hugpnsb"))
+    pipeline = Tokenizer(library)
+    pipeline.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    text = "  hugs unhug\tbunny x\n"
+    assert model.encode(text) == pipeline.encode(text).ids
