@@ -1,0 +1,293 @@
+"""pytest plugin of the claims spine: link tests to claims, record measurements, aggregate a ledger.
+
+Interface (loaded by the root ``conftest.py``)::
+
+    @pytest.mark.claim("attn.qk-variance", kind="statistical")        # one or more catalogue ids
+    def test_scaled_scores_have_unit_variance(measure):
+        measure("scaled_variance", 1.003, interval=[0.98, 1.02], confidence=1 - 1e-6, n=100_000)
+
+    @pytest.mark.conformance("torch-sdpa", "padding-zero-weight")       # or the conformance fixture
+    def test_...(conformance): conformance("torch-sdpa", "padding-zero-weight")
+
+* ``kind=`` is required, one of ``catalogue.KINDS``. An unknown id, a missing or unknown kind fails the
+  collection of the test's module with a message naming the id.
+* ``measure(name, value, *, claim=None, **details)`` attaches JSON data to the test's claims (or only to
+  ``claim=``, an id or a list of ids). Everything travels in ``item.user_properties``, which
+  pytest-xdist ships with each report, so the controller sees it.
+* Options: ``--ledger-dir DIR`` writes ``claims.json`` and ``claims.md`` there at the end;
+  ``--claims-strict`` fails the session if a non-reference claim has no evidence that ran or any
+  evidence failed; ``--claims-dir DIR`` loads another catalogue (tests of the spine use it).
+* ``claims/config.toml`` ``strict_in_test = true`` (or ``CLAIMS_STRICT=1``) makes a full run (no paths,
+  -k, -m, --lf, --deselect on the command line) strict, as ``make test`` is meant to be in the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from .aggregate import BAD, MAX_MEASUREMENT_CHARS, TestRecord, build_ledger, strict_problems, to_jsonable
+from .catalogue import KINDS, Catalogue, CatalogueError, load_catalogue, load_config
+
+SPINE_KEY = pytest.StashKey["Spine"]()
+MARKER_HELP = ("claim(*ids, kind): link this test to catalogue claims (claims/*.toml) as evidence of the "
+               f"given kind ({', '.join(KINDS)})")
+CONFORMANCE_HELP = ("conformance(implementation, property): record this test's outcome as one cell of the "
+                    "implementation x property conformance table in the ledger")
+#: Command-line options that run part of the suite only: strict_in_test does not apply to such runs.
+NARROWING_OPTIONS = ("-k", "-m", "--keyword", "--markexpr", "--deselect", "--lf", "--last-failed", "--ff",
+                     "--sw", "--stepwise", "--ignore", "--co", "--collect-only", "--pdb", "--trace")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("claims", "claims spine (verification/plugin.py)")
+    group.addoption("--ledger-dir", metavar="DIR", default=None,
+                    help="write claims.json and claims.md (the claims ledger) to DIR at the end of the session")
+    group.addoption("--claims-strict", action="store_true", default=False,
+                    help="fail if any non-reference claim has no evidence that ran or any evidence failed")
+    group.addoption("--claims-dir", metavar="DIR", default=None,
+                    help="claim catalogue folder (default: the repository's claims/)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", CONFORMANCE_HELP)
+    try:
+        catalogue = load_catalogue(config.getoption("claims_dir"))
+    except CatalogueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    spine = Spine(config, catalogue)
+    config.stash[SPINE_KEY] = spine
+    config.pluginmanager.register(spine, "claims-spine")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_full_run(config: pytest.Config) -> bool:
+    """True when pytest collects its configured testpaths and nothing narrows the selection."""
+    if config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return False
+    for arg in config.invocation_params.args:
+        arg = str(arg)
+        for option in NARROWING_OPTIONS:
+            if arg == option or arg.startswith(option + "=") or (len(option) == 2 and arg.startswith(option)):
+                return False
+    return True
+
+
+def strict_requested(config: pytest.Config) -> bool:
+    """--claims-strict, or strict_in_test (config.toml, overridden by CLAIMS_STRICT) on a full run."""
+    if config.getoption("claims_strict"):
+        return True
+    env = os.environ.get("CLAIMS_STRICT", "").strip().lower()
+    if env:
+        wanted = env in ("1", "true", "yes", "on")
+    else:
+        wanted = bool(load_config(config.getoption("claims_dir")).get("strict_in_test", False))
+    return wanted and _is_full_run(config)
+
+
+def claim_ids(item: pytest.Item) -> list[str]:
+    """The claim ids an item is linked to, in marker order, without repeats."""
+    ids: list[str] = []
+    for mark in item.iter_markers("claim"):
+        ids.extend(a for a in mark.args if isinstance(a, str) and a not in ids)
+    return ids
+
+
+class Spine:
+    """Per-session state: the catalogue, and on the controller the records of finished tests."""
+
+    def __init__(self, config: pytest.Config, catalogue: Catalogue):
+        self.config = config
+        self.catalogue = catalogue
+        self.records: dict[str, TestRecord] = {}
+        self.collection_errors: list[str] = []
+        self.started = time.perf_counter()
+        self.ledger: dict | None = None
+        self.problems: list[str] = []
+        self.strict = False
+
+    # -- collection: validate and link -------------------------------------------------------------
+    def link(self, item: pytest.Item) -> list[str]:
+        """Validate the item's claim/conformance markers, store them as user properties; return problems."""
+        problems = []
+        for mark in item.iter_markers("claim"):
+            ids, kind = mark.args, mark.kwargs.get("kind")
+            where = f"{item.nodeid}: @pytest.mark.claim{_show_args(mark)}"
+            if not ids:
+                problems.append(f"{where}: give at least one claim id")
+            for cid in ids:
+                if not isinstance(cid, str):
+                    problems.append(f"{where}: claim ids are strings, got {cid!r}")
+                elif cid not in self.catalogue:
+                    problems.append(f"{where}: unknown claim id {cid!r} (not in the catalogue claims/*.toml)")
+            if kind is None:
+                problems.append(f"{where}: kind= is required, one of {', '.join(KINDS)}")
+            elif kind not in KINDS:
+                problems.append(f"{where}: unknown kind {kind!r}, expected one of {', '.join(KINDS)}")
+            extra = sorted(set(mark.kwargs) - {"kind"})
+            if extra:
+                problems.append(f"{where}: unexpected keyword(s) {', '.join(extra)} (only kind= is accepted)")
+            if not problems:
+                path, lineno, _ = item.location
+                item.user_properties.append(
+                    ("claim", {"ids": list(ids), "kind": kind, "path": path, "lineno": (lineno or 0) + 1}))
+        for mark in item.iter_markers("conformance"):
+            args = dict(zip(("implementation", "property"), mark.args)) | mark.kwargs
+            if set(args) != {"implementation", "property"} or not all(isinstance(v, str) for v in args.values()):
+                problems.append(f"{item.nodeid}: @pytest.mark.conformance needs two strings, implementation and property")
+            elif not problems:
+                item.user_properties.append(("conformance", args))
+        return problems
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(self, collector):
+        report = yield
+        if report.outcome == "passed" and report.result:
+            problems = [p for node in report.result if isinstance(node, pytest.Item) for p in self.link(node)]
+            if problems:
+                # A failed collect report: the module's collection errors, naming the id, under xdist too.
+                report.outcome = "failed"
+                report.longrepr = "claims spine: invalid claim marker(s):\n  " + "\n  ".join(problems)
+                report.result = []
+        return report
+
+    # -- controller: gather reports ------------------------------------------------------------------
+    def pytest_sessionstart(self, session):
+        self.started = time.perf_counter()
+
+    def pytest_collectreport(self, report):
+        if report.failed and not _is_worker(self.config):
+            self.collection_errors.append(report.nodeid)
+
+    def pytest_runtest_logreport(self, report):
+        if _is_worker(self.config):
+            return
+        record = self.records.setdefault(report.nodeid, TestRecord(report.nodeid))
+        record.duration += float(getattr(report, "duration", 0.0) or 0.0)
+        if report.user_properties:
+            record.properties = list(report.user_properties)  # later phases carry a superset
+        xfail = hasattr(report, "wasxfail")
+        if report.when == "call":
+            if xfail:
+                record.outcome = "xfailed" if report.skipped else "xpassed"
+            else:
+                record.outcome = report.outcome
+        elif report.when == "setup":
+            if report.failed:
+                record.outcome = "error"
+            elif report.skipped:
+                record.outcome = "xfailed" if xfail else "skipped"
+        elif report.when == "teardown" and report.failed:
+            record.outcome = "error"
+        if record.outcome in BAD and record.message is None:
+            record.message = _crash_message(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        if _is_worker(self.config):
+            return
+        self.strict = strict_requested(self.config) and not self.config.option.collectonly
+        ledger_dir = self.config.getoption("ledger_dir")
+        if not (self.strict or ledger_dir):
+            return
+        self.ledger = build_ledger(self.catalogue, self.records, seconds=time.perf_counter() - self.started,
+                                   collection_errors=self.collection_errors)
+        if self.strict:
+            self.problems = strict_problems(self.ledger)
+            if self.problems and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.ledger["summary"]["pytest_exit_status"] = int(session.exitstatus)
+        if ledger_dir:
+            write_ledger(self.ledger, Path(ledger_dir), self.catalogue)
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.ledger is None:
+            return
+        s = self.ledger["summary"]
+        terminalreporter.section("claims")
+        terminalreporter.write_line(f"{s['total']} claims: {s['verified']} verified, {s['failing']} failing, "
+                                    f"{s['missing']} missing")
+        if self.problems:
+            terminalreporter.write_line("strict claims check failed:", red=True, bold=True)
+            for problem in self.problems:
+                terminalreporter.write_line(f"  {problem}", red=True)
+        if self.config.getoption("ledger_dir"):
+            terminalreporter.write_line(f"ledger written to {self.config.getoption('ledger_dir')}/claims.json, claims.md")
+
+
+def write_ledger(ledger: dict, directory: Path, catalogue: Catalogue) -> None:
+    from .markdown import render_markdown  # imported late: only ledger runs need it
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "claims.json").write_text(json.dumps(ledger, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (directory / "claims.md").write_text(render_markdown(ledger, catalogue, directory), encoding="utf-8")
+
+
+def _show_args(mark) -> str:
+    parts = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"({', '.join(parts)})"
+
+
+def _crash_message(report) -> str | None:
+    try:
+        message = report.longrepr.reprcrash.message
+    except AttributeError:
+        message = str(report.longrepr) if report.longrepr else None
+    if not message:
+        return None
+    first = message.strip().splitlines()[0] if message.strip() else message
+    return first[:300]
+
+
+# -- fixtures ----------------------------------------------------------------------------------------
+@pytest.fixture
+def measure(request):
+    """``measure(name, value, *, claim=None, **details)``: attach a JSON-serialisable measurement.
+
+    It goes to every claim of the test's ``claim`` markers, or only to ``claim=`` (an id or a list of
+    ids). numpy/torch values are converted; returns ``value`` unchanged so it can be used inline.
+    """
+    spine: Spine = request.config.stash[SPINE_KEY]
+    item = request.node
+
+    def record(name, value, *, claim=None, **details):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"measure(): name must be a non-empty string, got {name!r}")
+        if claim is None:
+            targets = claim_ids(item)
+            if not targets:
+                raise ValueError(f"measure({name!r}): {item.nodeid} has no @pytest.mark.claim; pass claim=")
+        else:
+            targets = [claim] if isinstance(claim, str) else list(claim)
+            unknown = [c for c in targets if c not in spine.catalogue]
+            if unknown:
+                raise ValueError(f"measure({name!r}): unknown claim id(s) {', '.join(map(repr, unknown))}")
+        payload = {"name": name, "value": to_jsonable(value), "details": to_jsonable(details), "claims": targets}
+        size = len(json.dumps(payload))
+        if size > MAX_MEASUREMENT_CHARS:
+            raise ValueError(f"measure({name!r}): {size} characters of JSON; record a summary instead")
+        item.user_properties.append(("measure", payload))
+        return value
+
+    return record
+
+
+@pytest.fixture
+def conformance(request):
+    """``conformance(implementation, property)``: this test's outcome is that cell of the conformance table."""
+    item = request.node
+
+    def record(implementation: str, property: str) -> None:
+        if not (isinstance(implementation, str) and isinstance(property, str)):
+            raise TypeError("conformance(implementation, property) takes two strings")
+        item.user_properties.append(("conformance", {"implementation": implementation, "property": property}))
+
+    return record
