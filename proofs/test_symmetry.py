@@ -24,6 +24,8 @@ def test_shared_or_no_projection_gives_symmetric_scores(measure):
     several shapes; with distinct $W_q, W_k$ the residual $S - S^\top$ is a non-zero polynomial, so
     symmetry is not automatic. Only the scores are symmetric: softmax normalises rows, so the
     attention weights $A_{ij} = e^{S_{ij}}/Z_i$ and $A_{ji} = e^{S_{ij}}/Z_j$ differ when $Z_i \ne Z_j$.
+    Reformer's shared-QK normalises keys ($k_j = q_j/\lVert q_j\rVert$), which gives
+    $S_{ij}\lVert q_j\rVert = S_{ji}\lVert q_i\rVert$: symmetric only for equal norms (counterexample shown).
     """
     # General: for any matrix A (here A = X W, or X itself), A A^T is its own transpose.
     A = sp.MatrixSymbol("A", cf.n, cf.d_k)
@@ -40,10 +42,21 @@ def test_shared_or_no_projection_gives_symmetric_scores(measure):
         separate = (X * W) * (X * symbolic_matrix("v", width, head)).T
         is_symmetric = (separate - separate.T).applyfunc(sp.expand) == sp.zeros(tokens, tokens)
         assert is_symmetric == (width == 1), (tokens, width, head)
+    # Reformer's shared-QK also normalises the keys, k_j = q_j / |q_j|: then S_ij |q_j| = S_ji |q_i|,
+    # so its scores are symmetric only between queries of equal norm (or orthogonal ones).
+    qi, qj = symbolic_matrix("qi", 1, 3), symbolic_matrix("qj", 1, 3)
+    norm = lambda v: sp.sqrt((v * v.T)[0, 0])  # noqa: E731
+    s_ij, s_ji = (qi * qj.T)[0, 0] / norm(qj), (qj * qi.T)[0, 0] / norm(qi)
+    assert sp.simplify(s_ij * norm(qj) - s_ji * norm(qi)) == 0
+    q0, q1 = sp.Matrix([[1, 0]]), sp.Matrix([[2, 0]])
+    reformer = sp.Matrix(2, 2, lambda i, j: ((q0, q1)[i] * (q0, q1)[j].T)[0, 0] / norm((q0, q1)[j]))
+    assert reformer == sp.Matrix([[1, 1], [2, 2]]) and reformer != reformer.T
     # Rows of the softmax differ by their normalisers: A_ij / A_ji = Z_j / Z_i.
     s, z_i, z_j = sp.symbols("S_ij Z_i Z_j", positive=True)
     assert sp.simplify((sp.exp(s) / z_i) / (sp.exp(s) / z_j) - z_j / z_i) == 0
-    measure("statement", r"W_q = W_k \Rightarrow S = (XW+b)(XW+b)^\top = S^\top;\ S = XX^\top = S^\top")
+    measure("statement", r"W_q = W_k \Rightarrow S = (XW+b)(XW+b)^\top = S^\top;\ S = XX^\top = S^\top;\ "
+            r"\text{Reformer } k_j = q_j/\lVert q_j\rVert: S_{ij}\lVert q_j\rVert = S_{ji}\lVert q_i\rVert")
+    measure("reformer_counterexample", {"Q": [[1, 0], [2, 0]], "S": [[1, 1], [2, 2]]})
 
 
 def cauchy_schwarz_gap(a: list[sp.Expr], b: list[sp.Expr]) -> sp.Expr:
