@@ -93,6 +93,7 @@ class Catalogue:
     sections: dict[str, Section] = field(default_factory=dict)
     questions: dict[str, dict[str, str]] = field(default_factory=dict)
     directory: Path | None = None
+    seeds: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __contains__(self, claim_id: object) -> bool:
         return claim_id in self.claims
@@ -212,16 +213,23 @@ def load_catalogue(directory: str | Path | None = None) -> Catalogue:
                 problems.append(f"{claim.file}: claim {claim.id!r} refers_to unknown id {other!r}")
     if problems:
         raise CatalogueError(problems)
-    return Catalogue(claims, sections, load_questions(directory), directory)
+    seeds, questions = load_questions(directory)
+    return Catalogue(claims, sections, questions, directory, seeds)
 
 
-def load_questions(directory: str | Path | None = None) -> dict[str, dict[str, str]]:
-    """The glosses of the FAQ questions from ``questions.toml``: {"000:F4": {"en": ..., "zh": ...}}."""
+def load_questions(directory: str | Path | None = None) -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
+    """Seeds and question glosses from ``questions.toml``.
+
+    Returns ``({"000": {"file", "title", "title_zh"}}, {"000:F4": {"en": ..., "zh": ...}})``, both in
+    file order; empty when the file is absent.
+    """
     path = Path(directory if directory is not None else CLAIMS_DIR) / "questions.toml"
     if not path.exists():
-        return {}
+        return {}, {}
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return {q["id"]: {"en": q.get("en", ""), "zh": q.get("zh", "")} for q in data.get("question", [])}
+    seeds = {s["prefix"]: {k: s.get(k, "") for k in ("file", "title", "title_zh")} for s in data.get("seed", [])}
+    questions = {q["id"]: {"en": q.get("en", ""), "zh": q.get("zh", "")} for q in data.get("question", [])}
+    return seeds, questions
 
 
 def load_config(directory: str | Path | None = None) -> dict:

@@ -1,12 +1,227 @@
-"""Render the ledger as markdown (claims.md)."""
+"""Render the ledger as ``claims.md``: the two FAQs question by question, each claim with its evidence.
+
+A claim that several questions raise is written out in full under the first question that raises it
+(reading the seeds in order) and referred to by a link from the later ones.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
 
+from .aggregate import BAD, OK
 
-def render_markdown(ledger: dict, catalogue, directory: Path) -> str:
-    lines = ["# Claims ledger", ""]
+STATUS_MARK = {"verified": "✅ verified", "failing": "❌ failing", "missing": "⬜ missing"}
+VERDICT_TEXT = {
+    "holds": "holds: the claim is true as stated",
+    "holds-under-conditions": "holds under conditions: true only when the condition below is met",
+    "false-as-stated": "false as stated: the counterexample below refutes it",
+    "reference": "reference: not computable here; the citation below is the evidence",
+    "pending": "pending: the evidence has not yet settled a verdict",
+}
+KIND_TEXT = {
+    "proof": "a symbolic derivation in sympy (proofs/), exact",
+    "exact": "a property checked on every generated input (hypothesis, float64, tight tolerance)",
+    "statistical": "seeded sampling with a statistical test whose false-alarm rate is at most 1e-6",
+    "measured": "a counted quantity (FLOPs, parameters, memory, time) compared with a closed form",
+    "counterexample": "a concrete input on which the claim as stated fails",
+    "empirical": "a small training run or a trained model's measurement",
+    "reference": "a citation: the claim is not computable",
+}
+SOURCE = re.compile(r"^(\d{3}):([FD])(\d+)$")
+MAX_LINE = 400  # characters of one line of a value block; claims.json has the whole value
+
+
+def _anchor(claim_id: str) -> str:
+    return "claim-" + re.sub(r"[^a-z0-9]+", "-", claim_id.lower()).strip("-")
+
+
+def _source_key(source: str):
+    m = SOURCE.match(source)
+    return (m.group(1), int(m.group(3))) if m else (source, 0)
+
+
+def _fmt_number(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    return f"{value:.4g}"
+
+
+def _fmt_confidence(value) -> str:
+    if isinstance(value, (int, float)) and 0.99 < value < 1:
+        return f"1 − {1 - value:.0e}".replace("e-0", "e-")
+    return _fmt_value(value)
+
+
+def _fmt_value(value) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _fmt_number(value)
+    if isinstance(value, list) and len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
+        return "[" + ", ".join(_fmt_number(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _block(value) -> list[str]:
+    """A JSON code block: one line per key of a dict, compact values, long lines cut."""
+    if isinstance(value, dict):
+        rows = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}" for k, v in value.items()]
+    else:
+        rows = [json.dumps(value, ensure_ascii=False)]
+    rows = [r if len(r) <= MAX_LINE else r[:MAX_LINE] + " ..." for r in rows]
+    return ["  ```json", *("  " + r for r in rows), "  ```"]
+
+
+def render_measurement(name: str, m: dict) -> list[str]:
+    """Lines (markdown bullets) for one measurement."""
+    value = m.get("value")
+    details = {k: v for k, v in m.items() if k not in ("value", "nodeid")}
+    if "statement" in name or details.pop("latex", False):
+        return [f"- *{name}*: $$ {value} $$" if isinstance(value, str) else f"- *{name}*: {_fmt_value(value)}"]
+    if isinstance(value, (dict, list)) and len(json.dumps(value)) > 80:
+        head = f"- *{name}*" + (f" ({_fmt_details(details)})" if details else "") + ":"
+        return [head, *_block(value)]
+    text = f"- *{name}* = {_fmt_value(value)}"
+    parts = []
+    if "interval" in details:
+        interval = details.pop("interval")
+        parts.append(f"interval {_fmt_value(interval)}")
+    if "confidence" in details:
+        parts.append(f"confidence {_fmt_confidence(details.pop('confidence'))}")
+    if "closed_form" in details:
+        closed = details.pop("closed_form")
+        mark = ""
+        if isinstance(closed, (int, float)) and isinstance(value, (int, float)):
+            mark = " ✓ equal" if closed == value else f" (differs by {_fmt_number(value - closed)})"
+        parts.append(f"closed form {_fmt_value(closed)}{mark}")
+    if details:
+        parts.append(_fmt_details(details))
+    return [text + (f" ({'; '.join(parts)})" if parts else "")]
+
+
+def _fmt_details(details: dict) -> str:
+    return ", ".join(f"{k} = {_fmt_value(v)}" for k, v in details.items())
+
+
+def _link(path: str | None, lineno, label: str, root: Path, directory: Path) -> str:
+    if not path:
+        return f"`{label}`"
+    target = os.path.relpath(root / path, directory).replace(os.sep, "/")
+    suffix = f"#L{lineno}" if lineno else ""
+    return f"[`{label}`]({target}{suffix})"
+
+
+def _render_claim(c: dict, root: Path, directory: Path) -> list[str]:
+    lines = [f'<a id="{_anchor(c["id"])}"></a>', f"#### `{c['id']}` · {c['title_zh']}", "", f"> {c['claim']}", ""]
+    n_ran = sum(e["outcome"] in OK | BAD for e in c["evidence"])
+    lines.append(f"- **Status:** {STATUS_MARK.get(c['status'], c['status'])}"
+                 + (f" ({n_ran} test{'s' if n_ran != 1 else ''} ran)" if n_ran else ""))
+    lines.append(f"- **Verdict:** {VERDICT_TEXT.get(c['verdict'], c['verdict'])}")
+    for key, label in (("condition", "Condition"), ("counterexample", "Counterexample"), ("citation", "Citation")):
+        if c.get(key):
+            lines.append(f"- **{label}:** {c[key]}")
+    if c.get("note"):
+        lines.append(f"- **Note:** {c['note']}")
+    if c.get("refers_to"):
+        lines.append("- **See also:** " + ", ".join(f"[`{r}`](#{_anchor(r)})" for r in c["refers_to"]))
+    expected = ", ".join(c["expected_evidence"])
+    missing = c.get("kinds_missing") or []
+    lines.append(f"- **Evidence expected:** {expected}"
+                 + (f" (not yet covered: {', '.join(missing)})" if missing else ""))
+    if c["measurements"]:
+        lines.append("- **Measurements:**")
+        for name, m in c["measurements"].items():
+            lines.extend("  " + line for line in render_measurement(name, m))
+    tests = [e for e in c["evidence"] if e["outcome"] != "cited"]
+    if tests:
+        lines.append("- **Evidence:**")
+        for e in tests:
+            label = e["nodeid"].split("::", 1)[-1]
+            where = _link(e.get("path"), e.get("lineno"), label, root, directory)
+            file = e.get("path") or e["nodeid"].split("::", 1)[0]
+            extra = f": {e['message']}" if e.get("message") else ""
+            lines.append(f"  - {e['kind']} · {e['outcome']}{extra} · {where} in `{file}` ({e['duration']:.2f} s)")
+    lines.append("")
+    return lines
+
+
+def render_markdown(ledger: dict, catalogue, directory: Path, root: Path | None = None) -> str:
+    """The whole ``claims.md``; ``root`` is the repository root the evidence paths are relative to."""
+    directory = Path(directory).resolve()
+    root = Path(root).resolve() if root is not None else (
+        Path(catalogue.directory).resolve().parent if catalogue.directory else Path.cwd())
+    claims = {c["id"]: c for c in ledger["claims"]}
+    s = ledger["summary"]
+    verdicts = ", ".join(f"{v} {n}" for v, n in s["by_verdict"].items() if n)
+    out = ["# The Transformer FAQs, checked claim by claim", "",
+           f"**{s['total']} claims: {s['verified']} verified, {s['failing']} failing, {s['missing']} missing** "
+           f"({verdicts}). Evidence ran in {s['seconds']:.1f} s; generated {s.get('generated_at', '')}"
+           + (f", pytest exit status {s['pytest_exit_status']}." if "pytest_exit_status" in s else "."), "",
+           "Two Chinese interview FAQs about the Transformer make claims; this page takes them question by "
+           "question and says, for every claim, what the evidence in this repository shows. Each claim has a "
+           "*verdict* (what is true) and a *status* (whether its evidence ran and passed):", ""]
+    out += [f"- *{v}*: {t.split(': ', 1)[1]}" for v, t in VERDICT_TEXT.items()]
+    out += ["", "Status: *verified* means every test linked to the claim passed (an `xfailed` test is a "
+            "counterexample that failed as expected); *failing* means one of them failed; *missing* means none ran "
+            "yet. Evidence kinds:", ""]
+    out += [f"- *{k}*: {t}" for k, t in KIND_TEXT.items()]
+    out += ["", "## Overview", "", "| section | claims | verified | failing | missing |", "|---|---|---|---|---|"]
+    for letter, section in sorted(catalogue.sections.items()):
+        members = [c for c in ledger["claims"] if c["section"] == letter]
+        counts = [sum(c["status"] == st for c in members) for st in ("verified", "failing", "missing")]
+        out.append(f"| {letter}. {section.title} ({section.title_zh}) | {len(members)} | "
+                   + " | ".join(map(str, counts)) + " |")
+    for status in ("failing", "missing"):
+        ids = [c["id"] for c in ledger["claims"] if c["status"] == status]
+        if ids:
+            out += ["", f"{status.capitalize()} ({len(ids)}): " + ", ".join(f"[`{i}`](#{_anchor(i)})" for i in ids) + "."]
+    if s.get("collection_errors"):
+        out += ["", "**Collection errors** (their tests did not run): "
+                + ", ".join(f"`{n}`" for n in s["collection_errors"])]
+
+    by_question: dict[str, list[str]] = {}
     for c in ledger["claims"]:
-        lines.append(f"- **{c['id']}** ({c['verdict']}, {c['status']}): {c['claim']}")
-    return "\n".join(lines) + "\n"
+        for source in c["sources"]:
+            by_question.setdefault(source, []).append(c["id"])
+    prefixes = list(catalogue.seeds) or sorted({q.split(":")[0] for q in by_question})
+    shown: dict[str, str] = {}
+    for prefix in prefixes:
+        seed = catalogue.seeds.get(prefix, {})
+        out += ["", f"## Seed {prefix}: {seed.get('title', '')} · {seed.get('title_zh', '')}".rstrip(" ·"), ""]
+        if seed.get("file"):
+            out.append(f"Questions of `seeds/{seed['file']}`.")
+        ids = [q for q in catalogue.questions if q.startswith(prefix + ":")]
+        ids += sorted((q for q in by_question if q.startswith(prefix + ":") and q not in ids), key=_source_key)
+        for qid in sorted(ids, key=_source_key):
+            gloss = catalogue.questions.get(qid, {})
+            label = qid.split(":", 1)[1]
+            out += ["", f"### {label}. {gloss.get('en', '')} · {gloss.get('zh', '')}".rstrip(" ·"), ""]
+            members = by_question.get(qid, [])
+            if not members:
+                out.append("No claim of the catalogue comes from this question.")
+            for cid in members:
+                c = claims[cid]
+                if cid in shown:
+                    out.append(f"- [`{cid}`](#{_anchor(cid)}) ({STATUS_MARK[c['status']]}, {c['verdict']}): "
+                               f"{c['title_zh']}, discussed under {shown[cid]}.")
+                else:
+                    shown[cid] = qid
+                    out.extend(_render_claim(c, root, directory))
+    if ledger.get("conformance"):
+        out += ["", "## Conformance", "", "Each cell is the outcome of the test that checks the property on the "
+                "implementation.", ""]
+        impls = sorted({r["implementation"] for r in ledger["conformance"]})
+        props = sorted({r["property"] for r in ledger["conformance"]})
+        cells: dict[tuple[str, str], list[str]] = {}
+        for r in ledger["conformance"]:
+            cells.setdefault((r["property"], r["implementation"]), []).append(r["outcome"])
+        out += ["| property | " + " | ".join(impls) + " |", "|---" * (len(impls) + 1) + "|"]
+        for p in props:
+            row = [", ".join(sorted(set(cells.get((p, i), [])))) or "·" for i in impls]
+            out.append(f"| {p} | " + " | ".join(row) + " |")
+    return "\n".join(out) + "\n"

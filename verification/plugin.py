@@ -206,7 +206,7 @@ class Spine:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.ledger["summary"]["pytest_exit_status"] = int(session.exitstatus)
         if ledger_dir:
-            write_ledger(self.ledger, Path(ledger_dir), self.catalogue)
+            write_ledger(self.ledger, Path(ledger_dir), self.catalogue, self.config.rootpath)
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.ledger is None:
@@ -223,12 +223,12 @@ class Spine:
             terminalreporter.write_line(f"ledger written to {self.config.getoption('ledger_dir')}/claims.json, claims.md")
 
 
-def write_ledger(ledger: dict, directory: Path, catalogue: Catalogue) -> None:
+def write_ledger(ledger: dict, directory: Path, catalogue: Catalogue, root: Path | None = None) -> None:
     from .markdown import render_markdown  # imported late: only ledger runs need it
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "claims.json").write_text(json.dumps(ledger, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (directory / "claims.md").write_text(render_markdown(ledger, catalogue, directory), encoding="utf-8")
+    (directory / "claims.md").write_text(render_markdown(ledger, catalogue, directory, root), encoding="utf-8")
 
 
 def _show_args(mark) -> str:
