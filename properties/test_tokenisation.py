@@ -320,6 +320,23 @@ def test_wordpiece_and_bpe_agree_when_all_units_are_equally_frequent(corpus):
         assert agree, f"BPE {bpe_first}, WordPiece {wordpiece_first}"
 
 
+@pytest.mark.claim("tok.wordpiece-score", kind="exact")
+def test_tokenizers_wordpiece_trainer_merges_by_frequency_not_by_the_score():
+    """tok.wordpiece-score (what a user gets): ``tokenizers``' WordPieceTrainer is its BPE trainer with a
+    ``##`` prefix, so its first merge is the most frequent pair ##u ##g (4 times), while the score
+    rule picks ##g ##s (1/4, against at most 1/6 for every pair with ##u).
+    """
+    corpus = ["hug hug pug pun bun hugs"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordPieceTrainer(vocab_size=100, special_tokens=["[UNK]"], show_progress=False)
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    by_id = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    library_first = next(tok for tok, _ in by_id if len(tok.removeprefix("##")) > 1 and tok != "[UNK]")
+    assert library_first == "##ug"
+    assert train_wordpiece(corpus, 100).merges[0] == ("##g", "##s")
+
+
 # --------------------------------------------------------------------------------------------------
 # tok.wordpiece-longest-match
 # --------------------------------------------------------------------------------------------------
