@@ -51,7 +51,7 @@ def test_scaled_up_logits_drive_softmax_to_one_hot_and_its_jacobian_to_zero(meas
     $\lim_{\beta\to\infty}\partial\operatorname{softmax}(\beta z)/\partial z = 0$.
 
     General n: 1 - p_max and every Jacobian entry are at most S = sum_{i != max} exp(-beta a_i)
-    <= (n - 1) exp(-beta g) (checked as a rational-function inequality for n = 2..5; the last step uses
+    <= (n - 1) exp(-beta g) (checked as a rational-function inequality for n = 2..4; the last step uses
     exp(-beta a_i) <= exp(-beta g) for a_i >= g), and that bound, even times beta (the chain rule for
     the unscaled logits), tends to 0 for symbolic n. Exact limits for concrete logits confirm it; with
     a tied maximum the limit is not one-hot (the condition is needed).
@@ -62,7 +62,7 @@ def test_scaled_up_logits_drive_softmax_to_one_hot_and_its_jacobian_to_zero(meas
     c = sp.Symbol("c", real=True)
     assert all(is_zero(a - b) for a, b in zip(softmax([zi + c for zi in z]), softmax(list(z))))
     # Step 2: every quantity that must vanish is bounded by the off-max mass S (n = 2..6).
-    for size in range(2, 6):
+    for size in range(2, 5):
         check_entries_bounded_by_off_max_mass(size)
     # Step 3: S <= (n - 1) exp(-beta g), which tends to 0, also after the factor beta.
     bound = cf.SOFTMAX_OFF_MAX_BOUND
@@ -123,7 +123,7 @@ def test_dividing_query_weights_by_sqrt_d_k_gives_the_same_scores_as_scaling(mea
     W = sp.Matrix(2, 2, lambda i, j: sp.Symbol(f"w_{i}{j}", real=True))
     b = sp.Matrix([[sp.Symbol("b_0", real=True), sp.Symbol("b_1", real=True)]])
     weight_only = ((X2 * W + sp.ones(2, 1) * b) * (X2 * W).T / root
-                   - (X2 * (W / root) + sp.ones(2, 1) * b) * (X2 * W).T).applyfunc(sp.simplify)
+                   - (X2 * (W / root) + sp.ones(2, 1) * b) * (X2 * W).T).applyfunc(sp.expand)
     assert weight_only != sp.zeros(2, 2)
     measure("statement", r"\frac{(XW_q+b_q)(XW_k+b_k)^\top}{\sqrt{d_k}} = "
             r"\Big(X\frac{W_q}{\sqrt{d_k}}+\frac{b_q}{\sqrt{d_k}}\Big)(XW_k+b_k)^\top")

@@ -90,14 +90,14 @@ def derive_dropout_expectation(claimed_scale: sp.Expr, claimed_mean: sp.Expr,
     assert is_zero(mean - claimed_mean), f"E[y] = {mean}, claimed {claimed_mean}"
     assert is_zero(var - claimed_variance), f"Var[y] = {var}, claimed {claimed_variance}"
     # Through a linear map the expectation survives: E[sum_i w_i m_i x_i c] = sum_i w_i x_i, sizes 1..8
-    # (independent masks; E[m^k] = 1 - p for k >= 1), and with sympy.stats for sizes 1..3.
+    # (independent masks; E[m^k] = 1 - p for k >= 1), and with sympy.stats for sizes 1..2.
     for size in range(1, 9):
         ms, xs, ws = (sp.symbols(f"{name}_1:{size + 1}", real=True) for name in ("m", "x", "w"))
         bernoulli = {mi: (lambda k: sp.Integer(1) if k == 0 else 1 - p) for mi in ms}
         layer = sp.Add(*(wi * mi * xi * c for wi, mi, xi in zip(ws, ms, xs)))
         expected = expect(layer, bernoulli).subs(c, scales[0])
         assert is_zero(expected - sp.Add(*(wi * xi for wi, xi in zip(ws, xs)))), size
-        if size <= 3:
+        if size <= 2:
             masks = [stats.Bernoulli(f"M{i}", 1 - p) for i in range(size)]
             layer_rv = sp.Add(*(wi * mi * xi * scales[0] for wi, mi, xi in zip(ws, masks, xs)))
             assert is_zero(sp.simplify(stats.E(layer_rv)) - sp.Add(*(wi * xi for wi, xi in zip(ws, xs))))
@@ -112,7 +112,7 @@ def test_inverted_dropout_keeps_the_expectation_so_test_time_needs_no_rescaling(
     r"""train.dropout-expectation: with keep mask $m \sim \mathrm{Bernoulli}(1-p)$ and $y = m x/(1-p)$,
     $E[y] = x$ and $\operatorname{Var}[y] = x^2 p/(1-p)$; $1/(1-p)$ is the only scale that keeps the mean,
     and the mean also survives any linear layer. sympy.stats computes the moments; the linear layer is
-    checked for widths 1..8 by expectation algebra (1..3 also with sympy.stats). Only the mean is
+    checked for widths 1..8 by expectation algebra (1..2 also with sympy.stats). Only the mean is
     matched: $E[y^2] = x^2/(1-p)$.
     """
     var = derive_dropout_expectation(cf.DROPOUT_SCALE, cf.DROPOUT_OUTPUT_MEAN, cf.DROPOUT_OUTPUT_VARIANCE)
