@@ -29,9 +29,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, run=None) -> int:
+    """Run the ledger; ``run`` replaces ``pytest.main`` (the spine's tests pass a stub)."""
     import pytest
 
+    run = run or pytest.main
     args, extra = parse(list(sys.argv[1:] if argv is None else argv))
     # pytest runs from the repository root (its testpaths and rootdir); paths given relative to the
     # caller's folder are made absolute first.
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = Path(args.reports)
     ledger_file = reports / "claims.json"
     started = time.time()
-    code = int(pytest.main(["-n", str(args.workers), "--claims-strict", "--ledger-dir", str(reports),
+    code = int(run(["-n", str(args.workers), "--claims-strict", "--ledger-dir", str(reports),
                             "--continue-on-collection-errors", "-p", "verification.plugin", *extra]))
     seconds = time.time() - started
     if not ledger_file.exists() or ledger_file.stat().st_mtime < started - 1:
