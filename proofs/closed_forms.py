@@ -374,7 +374,8 @@ def sinusoid_dot(offset: float, d: int, base: float = 10000.0) -> float:
 # ----------------------------------------------------------------------------------------------
 # Training (claims train.noam-schedule, train.dropout-expectation)
 # ----------------------------------------------------------------------------------------------
-NOAM_LR = factor * d_model ** sp.Rational(-1, 2) * sp.Min(step ** sp.Rational(-1, 2), step * warmup ** sp.Rational(-3, 2))
+NOAM_LR = factor * d_model ** sp.Rational(-1, 2) * sp.Min(step ** sp.Rational(-1, 2),
+                                                        step * warmup ** sp.Rational(-3, 2))
 NOAM_PEAK_STEP = warmup
 NOAM_PEAK_LR = (d_model * warmup) ** sp.Rational(-1, 2)  # times factor
 DROPOUT_SCALE = 1 / (1 - p)                              # inverted dropout: kept units are divided by 1 - p

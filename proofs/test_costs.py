@@ -266,7 +266,8 @@ def test_each_tie_saves_vocab_times_d_and_a_copy_diverges_after_one_step(measure
 def test_tied_and_copied_torch_weights_count_as_derived():
     """Numeric tie: nn.Embedding + nn.Linear sharing one Parameter count V d less than a copy."""
     vocab_size, width = 13, 6
-    unique = lambda *modules: sum(p.numel() for p in {id(p): p for m in modules for p in m.parameters()}.values())  # noqa: E731
+    def unique(*modules: nn.Module) -> int:  # each tensor once, however many modules hold it
+        return sum(p.numel() for p in {id(p): p for m in modules for p in m.parameters()}.values())
     emb, gen = nn.Embedding(vocab_size, width), nn.Linear(width, vocab_size, bias=False)
     gen.weight = emb.weight
     tied = unique(emb, gen)

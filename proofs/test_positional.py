@@ -75,7 +75,8 @@ def test_embeddings_of_variance_one_over_d_have_unit_variance_after_sqrt_d(measu
 @pytest.mark.claim("pe.relative-by-rotation", kind="proof")
 def test_shifting_the_sinusoid_by_k_is_a_rotation_independent_of_position(measure):
     r"""pe.relative-by-rotation: $PE(pos+k) = R_k\,PE(pos)$ with
-    $R_k = \operatorname{diag}_i\begin{pmatrix}\cos k\omega_i & \sin k\omega_i\\ -\sin k\omega_i & \cos k\omega_i\end{pmatrix}$,
+    $R_k = \operatorname{diag}_i\begin{pmatrix}\cos k\omega_i & \sin k\omega_i\\
+    -\sin k\omega_i & \cos k\omega_i\end{pmatrix}$,
     orthogonal and free of pos. Angle-addition formulas per pair (general), whole codes for d = 2..8.
     """
     w = sp.Symbol("omega", positive=True)

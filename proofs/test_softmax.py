@@ -93,8 +93,11 @@ def fold_scale_into_query_weights(n_tokens: int, width: int, head_width: int, wi
     Wq = sp.Matrix(width, head_width, lambda i, j: sp.Symbol(f"Wq_{i}{j}", real=True))
     Wk = sp.Matrix(width, head_width, lambda i, j: sp.Symbol(f"Wk_{i}{j}", real=True))
     ones = sp.ones(n_tokens, 1)
-    bq = sp.Matrix(1, head_width, lambda _, j: sp.Symbol(f"bq_{j}", real=True)) if with_bias else sp.zeros(1, head_width)
-    bk = sp.Matrix(1, head_width, lambda _, j: sp.Symbol(f"bk_{j}", real=True)) if with_bias else sp.zeros(1, head_width)
+    def bias(name: str) -> sp.Matrix:
+        if not with_bias:
+            return sp.zeros(1, head_width)
+        return sp.Matrix(1, head_width, lambda _, j: sp.Symbol(f"{name}_{j}", real=True))
+    bq, bk = bias("bq"), bias("bk")
     root = sp.sqrt(cf.d_k)  # a symbol: the identity does not depend on the value of d_k
     K = X * Wk + ones * bk
     scaled_scores = (X * Wq + ones * bq) * K.T / root
@@ -104,7 +107,8 @@ def fold_scale_into_query_weights(n_tokens: int, width: int, head_width: int, wi
 
 @pytest.mark.claim("attn.scale-folded-into-init", kind="proof")
 def test_dividing_query_weights_by_sqrt_d_k_gives_the_same_scores_as_scaling(measure):
-    r"""attn.scale-folded-into-init: $\frac{(XW_q)(XW_k)^\top}{\sqrt{d_k}} = \big(X\tfrac{W_q}{\sqrt{d_k}}\big)(XW_k)^\top$.
+    r"""attn.scale-folded-into-init:
+    $\frac{(XW_q)(XW_k)^\top}{\sqrt{d_k}} = \big(X\tfrac{W_q}{\sqrt{d_k}}\big)(XW_k)^\top$.
 
     Matrix products are linear in each factor. Proved with matrix symbols in general and with explicit
     symbolic entries for several shapes, including a query bias, which must be divided too (T5 has
