@@ -115,9 +115,9 @@ def test_inverted_dropout_keeps_the_expectation_so_test_time_needs_no_rescaling(
     checked for widths 1..8 by expectation algebra (1..2 also with sympy.stats). Only the mean is
     matched: $E[y^2] = x^2/(1-p)$.
     """
-    var = derive_dropout_expectation(cf.DROPOUT_SCALE, cf.DROPOUT_OUTPUT_MEAN, cf.DROPOUT_OUTPUT_VARIANCE)
+    derive_dropout_expectation(cf.DROPOUT_SCALE, cf.DROPOUT_OUTPUT_MEAN, cf.DROPOUT_OUTPUT_VARIANCE)
     measure("statement", r"E\Big[\frac{m x}{1-p}\Big] = x,\ \operatorname{Var}\Big[\frac{m x}{1-p}\Big] = "
-            + sp.latex(var))
+            + sp.latex(cf.DROPOUT_OUTPUT_VARIANCE))
 
 
 def test_torch_dropout_output_values_are_zero_or_the_derived_scale():
