@@ -82,8 +82,11 @@ def _pairs(properties):
             yield entry[0], entry[1]
 
 
-def _param_suffix(nodeid: str) -> str:
-    return nodeid[nodeid.index("["):] if nodeid.endswith("]") and "[" in nodeid else ""
+def _distinguishing_suffix(nodeid: str) -> str:
+    """What tells this test apart in a measurement name: its parameters, else the test's name."""
+    if nodeid.endswith("]") and "[" in nodeid:
+        return nodeid[nodeid.index("["):]
+    return f" [{nodeid.rsplit('::', 1)[-1]}]"
 
 
 def status_of(claim: Claim, outcomes: list[str]) -> str:
@@ -133,10 +136,10 @@ def build_ledger(catalogue: Catalogue, records: dict[str, TestRecord], *, second
                 table = measurements[cid]
                 name = m["name"]
                 if name in table:  # parametrised tests and loops measure the same name several times
-                    name = f"{m['name']}{_param_suffix(record.nodeid)}"
-                    k = 2
+                    base = f"{m['name']}{_distinguishing_suffix(record.nodeid)}"
+                    name, k = base, 2
                     while name in table:
-                        name, k = f"{m['name']}{_param_suffix(record.nodeid)}#{k}", k + 1
+                        name, k = f"{base}#{k}", k + 1
                 table[name] = {"value": m.get("value"), **m.get("details", {}), "nodeid": record.nodeid}
         for row in record.entries("conformance"):
             conformance.append({"implementation": row.get("implementation"), "property": row.get("property"),

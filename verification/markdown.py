@@ -31,6 +31,8 @@ KIND_TEXT = {
     "reference": "a citation: the claim is not computable",
 }
 SOURCE = re.compile(r"^(\d{3}):([FD])(\d+)$")
+MAX_LIST = 12  # numbers shown of a list of numbers
+MAX_ROWS = 40  # longer sweeps are shown as JSON
 MAX_LINE = 400  # characters of one line of a value block; claims.json has the whole value
 
 
@@ -60,21 +62,45 @@ def _fmt_confidence(value) -> str:
 def _fmt_value(value) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _fmt_number(value)
-    if isinstance(value, list) and len(value) <= 8 and all(isinstance(v, (int, float)) for v in value):
-        return "[" + ", ".join(_fmt_number(v) for v in value) + "]"
+    if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        shown = ", ".join(_fmt_number(v) for v in value[:MAX_LIST])
+        return f"[{shown}{', ...' if len(value) > MAX_LIST else ''}]" + (f" ({len(value)} values)" if len(value) > MAX_LIST else "")
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
 
 
+def _rounded(value):
+    """Floats to 6 significant digits, for display only (claims.json keeps full precision)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _block(value) -> list[str]:
     """A JSON code block: one line per key of a dict, compact values, long lines cut."""
+    value = _rounded(value)
     if isinstance(value, dict):
         rows = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}" for k, v in value.items()]
     else:
         rows = [json.dumps(value, ensure_ascii=False)]
     rows = [r if len(r) <= MAX_LINE else r[:MAX_LINE] + " ..." for r in rows]
     return ["  ```json", *("  " + r for r in rows), "  ```"]
+
+
+def _table(rows) -> list[str] | None:
+    """A list of flat records with the same keys (FLOP rows, sweeps) as a markdown table, else None."""
+    if not (isinstance(rows, list) and 0 < len(rows) <= MAX_ROWS and all(isinstance(r, dict) for r in rows)):
+        return None
+    keys = list(rows[0])
+    if any(list(r) != keys for r in rows) or any(isinstance(v, (dict, list)) for r in rows for v in r.values()):
+        return None
+    return ["", "  | " + " | ".join(keys) + " |", "  |" + "---|" * len(keys),
+            *("  | " + " | ".join(_fmt_value(r[k]) for k in keys) + " |" for r in rows), ""]
 
 
 def render_measurement(name: str, m: dict) -> list[str]:
@@ -85,7 +111,7 @@ def render_measurement(name: str, m: dict) -> list[str]:
         return [f"- *{name}*: $$ {value} $$" if isinstance(value, str) else f"- *{name}*: {_fmt_value(value)}"]
     if isinstance(value, (dict, list)) and len(json.dumps(value)) > 80:
         head = f"- *{name}*" + (f" ({_fmt_details(details)})" if details else "") + ":"
-        return [head, *_block(value)]
+        return [head, *(_table(value) or _block(value))]
     text = f"- *{name}* = {_fmt_value(value)}"
     parts = []
     if "interval" in details:

@@ -164,7 +164,8 @@ class Spine:
         self.started = time.perf_counter()
 
     def pytest_collectreport(self, report):
-        if report.failed and not _is_worker(self.config):
+        # Under xdist every worker collects, so the same module's error can arrive once per worker.
+        if report.failed and not _is_worker(self.config) and report.nodeid not in self.collection_errors:
             self.collection_errors.append(report.nodeid)
 
     def pytest_runtest_logreport(self, report):
