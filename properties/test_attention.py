@@ -1,0 +1,536 @@
+"""Attention mechanics: what softmax(Q K^T / sqrt(d_k)) V is, what its scale does, what it costs.
+
+Claims attn.definition, attn.convex-combination, attn.context-mixing, attn.qk-variance,
+attn.qk-variance-init, attn.softmax-saturation, attn.unscaled-vanishing-gradient,
+attn.faq-softmax-example, attn.scale-folded-into-init, attn.dot-vs-additive-cost, attn.complexity.
+Tests taking ``attention_impl`` run against every implementation of ``properties/conformance.py``.
+
+Property -> bug it kills:
+- test_attention_is_the_softmax_of_scaled_scores_applied_to_values (every implementation) -> a scale
+  of 1/d_k, of 1/sqrt(d_model) instead of 1/sqrt(d_k) (the multi-head adapters), no scale, an
+  inverted scale; softmax over the query axis; a mask applied after the softmax; a multiplicative
+  0/1 mask; flipped polarity; a per-example mask misaligned with the batch/head layout; heads split
+  or merged without the transpose.
+- test_project_attention_equals_torch_sdpa_with_boolean_and_additive_masks -> the same, checked
+  against PyTorch's fused kernel with both mask dtypes.
+- test_multi_head_attention_equals_torch_multihead_attention_with_copied_weights -> W^K/W^V swapped,
+  output projection skipped, heads split/merged without the transpose, sqrt(d_model) scaling, mask
+  polarity not converted at the nn.MultiheadAttention boundary.
+- test_each_output_row_is_a_convex_combination_of_value_rows -> mask after the softmax (rows no
+  longer sum to 1), softmax over the wrong axis, a multiplicative mask, weights not renormalised.
+- test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows -> a softmax without the max
+  subtraction (exp overflow), a -inf fill giving -inf - -inf = NaN on an empty row, a -1e9 fill
+  that overflows float16.
+- test_every_output_of_unmasked_self_attention_depends_on_every_input -> a causal (or diagonal) mask
+  applied where none was asked for, a padding mask built from a wrong length.
+- test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_makes_it_one -> a scale
+  of 1/d_k, sqrt(d_model), none (the model-read scaled scores must equal q.k / sqrt(d_k)).
+- test_scaled_scores_at_initialisation_have_variance_one_ninth_by_default_and_one_with_xavier_like_weights
+  -> sqrt(d_model) instead of sqrt(d_k) (variance / h), heads split without the transpose (queries
+  mixed across positions change nothing here, but a wrong d_k does), a wrong default init.
+- test_scaling_logits_up_saturates_attention_to_one_hot_and_flattens_its_jacobian -> softmax over the
+  wrong axis (a single query gets weight 1 on every key), no max subtraction (NaN at large scale).
+- test_unscaled_scores_at_d_k_512_give_near_one_hot_rows_and_much_smaller_softmax_gradients -> a scale
+  that is not 1/sqrt(d_k) (the scaled rows would saturate too).
+- test_faq_softmax_example_to_two_decimals -> any scale other than 1/sqrt(d_k), softmax over the
+  wrong axis.
+- test_folding_the_scale_into_w_q_gives_identical_scores_and_outputs -> a scale other than
+  1/sqrt(d_k), a query bias left out of the projection.
+- test_additive_attention_materialises_n_by_n_by_d_a_dot_product_only_n_by_n -> an attention that
+  builds (n, n, d) intermediates (broadcast-multiply-sum instead of a matmul).
+- test_attention_core_costs_4_n_squared_d_flops -> extra or missing matmuls in the core (e.g. the
+  scores computed twice, values multiplied per head in a loop of the wrong size).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import example, given
+from hypothesis import strategies as st
+from scipy import stats
+from torch.utils.flop_counter import FlopCounterMode
+
+from proofs.closed_forms import (
+    attention_core_flops,
+    scaled_score_variance,
+    scaled_score_variance_torch_default,
+    softmax_off_max_bound,
+)
+from properties.conformance import attention_weights, reference_attention
+from properties.strategies import attention_cases, attention_layouts, gaussian, live_rows, seeds
+from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
+from transformer import MultiHeadAttention
+from transformer.attention import AdditiveAttention, scaled_dot_product_attention
+
+TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
+DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+# (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
+PADDED_WITH_EMPTY_EXAMPLE = ((3, 2, 2, 4, 2), torch.tensor([4, 0, 2])[:, None, None, None] > torch.arange(4))
+
+
+def qkv(layout, seed, dtype=torch.float64, scale=1.0):
+    B, H, n_q, n_k, d = layout
+    return (gaussian((B, H, n_q, d), seed, dtype, scale), gaussian((B, H, n_k, d), seed + 1, dtype, scale),
+            gaussian((B, H, n_k, d), seed + 2, dtype))
+
+
+def scaled_scores(q, k):
+    """Scores q.k / sqrt(d_k) as the project's attention applies them, read back from its weights:
+    next to a zero key (score 0) key k gets weight w0 with log(w0 / w1) = score. q (..., 1, d), k (..., 1, d)."""
+    _, w = scaled_dot_product_attention(q, torch.cat([k, torch.zeros_like(k)], dim=-2), torch.zeros_like(
+        torch.cat([k, k], dim=-2)))
+    return (w[..., 0].log() - w[..., 1].log()).squeeze(-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics: every interval below fails to cover the truth with probability at most its alpha.
+# ------------------------------------------------------------------------------------------------
+
+@functools.lru_cache
+def _median_of_means_plan(alpha: float) -> tuple[float, int]:
+    """(c, K) minimising c sqrt(K) subject to P(Binomial(K, 1/c^2) >= (K+1)/2) <= alpha, K odd."""
+    best = None
+    for c in [i / 10 for i in range(15, 50)]:
+        K = 1
+        while stats.binom.sf((K - 1) // 2, K, 1 / c**2) > alpha:
+            K += 2
+        if best is None or c * math.sqrt(K) < best[0] * math.sqrt(best[1]):
+            best = (c, K)
+    return best
+
+
+def median_of_means(x: torch.Tensor, *, sigma: float, alpha: float) -> tuple[float, float]:
+    """(estimate, half_width) with P(|estimate - E x| > half_width) <= alpha, for independent x_i of
+    standard deviation at most ``sigma`` (no distributional assumption beyond that).
+
+    K groups of m: a group mean is off by more than c sigma / sqrt(m) with probability <= 1/c^2
+    (Chebyshev); the median of K (odd) group means is off only if (K+1)/2 of them are, with probability
+    <= P(Binomial(K, 1/c^2) >= (K+1)/2) <= alpha. (c, K) minimise the half-width c sigma sqrt(K / n).
+    """
+    c, K = _median_of_means_plan(alpha)
+    m = x.numel() // K
+    means = x.flatten()[: K * m].reshape(K, m).mean(1)
+    return float(means.median()), c * sigma / math.sqrt(m)
+
+
+def clopper_pearson(successes: int, n: int, alpha: float) -> tuple[float, float]:
+    """Exact two-sided (1 - alpha) interval for a binomial proportion."""
+    low = stats.beta.ppf(alpha / 2, successes, n - successes + 1) if successes else 0.0
+    high = stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes) if successes < n else 1.0
+    return float(low), float(high)
+
+
+def empirical_bernstein(x: torch.Tensor, alpha: float) -> tuple[float, float]:
+    """(mean, half_width) for independent x_i in [0, 1], two-sided at level alpha (Maurer & Pontil
+    2009, Theorem 4, applied to x and 1 - x at alpha / 2 each): sqrt(2 V ln(4/alpha) / n) +
+    7 ln(4/alpha) / (3 (n - 1)) with V the sample variance. Much tighter than Hoeffding when V is small."""
+    n, log_term = x.numel(), math.log(4 / alpha)
+    return float(x.mean()), math.sqrt(2 * float(x.var()) * log_term / n) + 7 * log_term / (3 * (n - 1))
+
+
+# ------------------------------------------------------------------------------------------------
+# attn.definition, attn.convex-combination: every implementation
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("attn.definition", kind="exact")
+@pytest.mark.attention_property("definition")
+@given(case=attention_cases(optional_mask=True), seed=seeds)
+def test_attention_is_the_softmax_of_scaled_scores_applied_to_values(attention_impl, case, seed):
+    """attn.definition: out = softmax(q k^T / sqrt(d) restricted to allowed keys) v, row by row, for
+    padding, causal and per-head masks (and none), against a log-sum-exp formula written apart."""
+    layout, allowed = case
+    q, k, v = qkv(layout, seed)
+    out, weights = attention_impl(q, k, v, allowed)
+    expected, expected_weights = reference_attention(q, k, v, allowed)
+    live = live_rows(allowed, expected_weights.shape)
+    torch.testing.assert_close(out[live], expected[live], **TOL)
+    if weights is not None:
+        torch.testing.assert_close(weights[live], expected_weights[live], **TOL)
+
+
+@pytest.mark.claim("attn.convex-combination", kind="exact")
+@pytest.mark.attention_property("convex-combination")
+@given(case=attention_cases(), seed=seeds)
+def test_each_output_row_is_a_convex_combination_of_value_rows(attention_impl, case, seed):
+    """attn.convex-combination: weights are >= 0 and sum to 1 over the allowed keys, so every output
+    coordinate lies between the smallest and largest value of that coordinate among the allowed keys."""
+    layout, allowed = case
+    B, H, n_q, n_k, d = layout
+    q, k, v = qkv(layout, seed)
+    out, returned = attention_impl(q, k, v, allowed)
+    for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
+        assert (weights >= 0).all(), f"negative weight {weights.min().item()}"
+        torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, n_q, dtype=weights.dtype), **TOL)
+    visible = allowed.expand(B, H, n_q, n_k)[..., None]  # (B, H, S_q, S_k, 1)
+    low = torch.where(visible, v[:, :, None], math.inf).amin(-2)  # (B, H, S_q, d)
+    high = torch.where(visible, v[:, :, None], -math.inf).amax(-2)
+    slack = FLOAT64.atol + FLOAT64.rtol * v.abs().max()
+    assert (out >= low - slack).all() and (out <= high + slack).all(), "an output leaves its value rows' bounds"
+
+
+@pytest.mark.claim("mask.fully-masked-row", "mask.low-precision-fill", kind="exact")
+@pytest.mark.attention_property("no-nan")
+@given(case=attention_cases(fully_masked_row=True), dtype=st.sampled_from(DTYPES), seed=seeds)
+@example(case=PADDED_WITH_EMPTY_EXAMPLE, dtype=torch.float32, seed=0)  # fails at once where it fails
+def test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows(attention_impl, case, dtype, seed):
+    """No NaN or inf, in any dtype, with scores far beyond exp's range (|score| ~ 1e3 in half
+    precision, ~1e4 in float32, ~1e6 in float64) and a query row whose keys are all masked."""
+    layout, allowed = case
+    scale = {torch.float64: 1000.0, torch.float32: 100.0}.get(dtype, 30.0)
+    q, k, v = qkv(layout, seed, dtype, scale)
+    out, weights = attention_impl(q, k, v, allowed)
+    assert out.isfinite().all(), f"non-finite outputs at {(~out.isfinite()).nonzero()[:4].tolist()}"
+    if weights is not None:
+        assert weights.isfinite().all(), f"non-finite weights at {(~weights.isfinite()).nonzero()[:4].tolist()}"
+
+
+# ------------------------------------------------------------------------------------------------
+# attn.definition: the project against PyTorch
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("attn.definition", kind="exact")
+@given(case=attention_cases(), additive=st.booleans(), seed=seeds)
+def test_project_attention_equals_torch_sdpa_with_boolean_and_additive_masks(case, additive, seed):
+    """The project's attention equals F.scaled_dot_product_attention on the same inputs and masks,
+    whether torch gets the boolean mask or its additive form (0 where allowed, -inf where not)."""
+    layout, allowed = case
+    q, k, v = qkv(layout, seed)
+    torch_mask = torch.zeros(allowed.shape, dtype=q.dtype).masked_fill(~allowed, -math.inf) if additive else allowed
+    ours, _ = scaled_dot_product_attention(q, k, v, allowed)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=torch_mask), **TOL)
+
+
+@pytest.mark.claim("attn.definition", kind="exact")
+@given(case=attention_cases(), additive=st.booleans(), seed=seeds)
+def test_multi_head_attention_equals_torch_multihead_attention_with_copied_weights(case, additive, seed):
+    """MultiHeadAttention with random weights equals nn.MultiheadAttention given the same weights
+    (W^Q, W^K, W^V packed into in_proj), whose masks say True = blocked (or -inf, additively)."""
+    (B, H, n_q, n_k, d_k), allowed = case
+    torch.manual_seed(seed)
+    ours = MultiHeadAttention(H * d_k, H).double()
+    theirs = torch.nn.MultiheadAttention(H * d_k, H, batch_first=True).double()
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.cat([ours.w_q.weight, ours.w_k.weight, ours.w_v.weight]))
+        theirs.in_proj_bias.copy_(torch.cat([ours.w_q.bias, ours.w_k.bias, ours.w_v.bias]))
+        theirs.out_proj.load_state_dict(ours.w_o.state_dict())
+    query, key = gaussian((B, n_q, H * d_k), seed), gaussian((B, n_k, H * d_k), seed + 1)
+    value = gaussian((B, n_k, H * d_k), seed + 2)
+    blocked = (~allowed).expand(B, H, n_q, n_k).reshape(B * H, n_q, n_k)
+    if additive:
+        blocked = torch.zeros(blocked.shape, dtype=torch.float64).masked_fill(blocked, -math.inf)
+    expected, expected_weights = theirs(query, key, value, attn_mask=blocked, average_attn_weights=False)
+    torch.testing.assert_close(ours(query, key, value, allowed), expected, **TOL)
+    torch.testing.assert_close(ours.last_weights, expected_weights, **TOL)
+
+
+# ------------------------------------------------------------------------------------------------
+# attn.context-mixing
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("attn.context-mixing", kind="exact")
+@given(layout=attention_layouts(self_attention=True), seed=seeds)
+def test_every_output_of_unmasked_self_attention_depends_on_every_input(layout, seed):
+    """attn.context-mixing: in unmasked self-attention d out_i / d x_j != 0 for every pair (i, j):
+    each weight is positive and the value and query paths are generic. With a causal mask the blocks
+    above the diagonal are exactly zero instead (the contrast that shows the test can see a mask)."""
+    B, H, n, _, d_k = layout
+    torch.manual_seed(seed)
+    mha = MultiHeadAttention(H * d_k, H).double()
+    x = gaussian((n, H * d_k), seed)
+    jac = torch.autograd.functional.jacobian(lambda x: mha(x[None], x[None], x[None])[0], x)  # (S, D, S, D)
+    blocks = jac.abs().sum(dim=(1, 3))  # (S_out, S_in)
+    assert (blocks > 1e-8).all(), f"output/input pairs with zero influence: {(blocks <= 1e-8).nonzero().tolist()}"
+    from transformer.masks import causal_mask
+    causal = torch.autograd.functional.jacobian(lambda x: mha(x[None], x[None], x[None], causal_mask(n))[0], x)
+    assert (causal.abs().sum(dim=(1, 3)).triu(1) == 0).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# attn.qk-variance, attn.qk-variance-init (statistical)
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("attn.qk-variance", kind="statistical")
+def test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_makes_it_one(measure):
+    """attn.qk-variance: q, k with i.i.d. N(0, 1) entries: E[q.k] = 0 and Var[q.k] = d_k, and the
+    project's attention scores (read from its weights) are exactly q.k / sqrt(d_k), of variance 1.
+
+    Test: median-of-means intervals (distribution-free given the null's standard deviations:
+    sd(q.k) = sqrt(d_k), sd((q.k)^2) = sqrt(2 d_k^2 + 6 d_k) for Gaussian entries); two sizes x two
+    statistics, each at alpha = FALSE_ALARM_RATE / 4, so the false-alarm rate is <= 1e-6. Seeded.
+    """
+    n, alpha = 100_000, FALSE_ALARM_RATE / 4
+    for d_k in (4, 32):
+        q, k = gaussian((n, 1, d_k), 2024 + d_k), gaussian((n, 1, d_k), 4048 + d_k)
+        dots = (q * k).sum(-1).flatten()  # (N,)
+        # the model's scores are these dot products over sqrt(d_k) (checked on the first 2000 pairs)
+        torch.testing.assert_close(scaled_scores(q[:2000], k[:2000]), dots[:2000] / math.sqrt(d_k), **TOL)
+        mean, mean_hw = median_of_means(dots, sigma=math.sqrt(d_k), alpha=alpha)
+        var, var_hw = median_of_means(dots**2, sigma=math.sqrt(2 * d_k**2 + 6 * d_k), alpha=alpha)
+        measure(f"dot_variance_d{d_k}", var, interval=[var - var_hw, var + var_hw], closed_form=d_k,
+                confidence=1 - alpha, n=n)
+        measure(f"scaled_variance_d{d_k}", var / d_k, interval=[(var - var_hw) / d_k, (var + var_hw) / d_k],
+                closed_form=1, confidence=1 - alpha, n=n)
+        measure(f"dot_mean_d{d_k}", mean, interval=[mean - mean_hw, mean + mean_hw], closed_form=0,
+                confidence=1 - alpha, n=n)
+        assert abs(mean) <= mean_hw, f"d_k={d_k}: mean {mean:.4f} outside 0 +- {mean_hw:.4f}"
+        assert abs(var - d_k) <= var_hw, f"d_k={d_k}: variance {var:.3f} outside {d_k} +- {var_hw:.3f}"
+
+
+def _init_scores(d_model: int, heads: int, models: int, init: str, seed: int) -> torch.Tensor:
+    """Scaled scores of one query/key pair of LayerNorm-ed tokens per head, over ``models``
+    independent initialisations of MultiHeadAttention(d_model, heads). Scores of different heads
+    use disjoint weight rows, so given the tokens they are independent. Shape: (models * heads,)."""
+    torch.manual_seed(seed)
+    mha = MultiHeadAttention(d_model, heads).double()
+    tokens = F.layer_norm(gaussian((models, 2, d_model), seed), (d_model,))  # no affine: |x|^2 = d_model
+    queries, keys = [], []
+    with torch.no_grad():
+        for x, y in tokens[:, :, None, None, :]:  # (1, 1, d_model) each
+            for linear in (mha.w_q, mha.w_k):
+                if init == "torch-default":
+                    linear.reset_parameters()  # nn.Linear's own: U(-1/sqrt(d), 1/sqrt(d)) weights and biases
+                else:  # Xavier-like: variance 1 / d_model, no bias
+                    torch.nn.init.normal_(linear.weight, std=d_model**-0.5)
+                    torch.nn.init.zeros_(linear.bias)
+            queries.append(mha.split_heads(mha.w_q(x)))  # (1, H, 1, d_k)
+            keys.append(mha.split_heads(mha.w_k(y)))
+        return scaled_scores(torch.cat(queries), torch.cat(keys)).flatten()
+
+
+@pytest.mark.claim("attn.qk-variance-init", kind="statistical")
+def test_scaled_scores_at_initialisation_have_variance_one_ninth_by_default_and_one_with_xavier_like_weights(measure):
+    """attn.qk-variance-init: LayerNorm-ed tokens (|x|^2 = d_model) through the model's own W_q, W_k:
+    with nn.Linear's default init (weights and biases of variance 1/(3 d_model)) the scaled score
+    variance is (1 + 1/d_model)^2 / 9 ~ 1/9; with variance-1/d_model weights and no bias it is 1.
+
+    Test: median-of-means interval on s^2 (E s^2 = v^2, Var s^2 <= (2 + 6/d_k) v^4 for independent
+    symmetric weights of kurtosis <= 3: uniform and Gaussian both), each at alpha = FALSE_ALARM_RATE / 2.
+    """
+    d_model, heads, models, alpha = 64, 8, 2000, FALSE_ALARM_RATE / 2
+    d_k = d_model // heads
+    expected = {"torch-default": scaled_score_variance_torch_default(d_model),
+                "xavier-like": scaled_score_variance(d_model, 1 / d_model, 0.0)}
+    for seed, (init, closed_form) in enumerate(expected.items()):
+        scores = _init_scores(d_model, heads, models, init, seed)
+        var, hw = median_of_means(scores**2, sigma=math.sqrt(2 + 6 / d_k) * closed_form, alpha=alpha)
+        measure(f"scaled_score_variance_{init}", var, interval=[var - hw, var + hw], closed_form=closed_form,
+                confidence=1 - alpha, n=scores.numel(), d_model=d_model, h=heads)
+        assert abs(var - closed_form) <= hw, f"{init}: variance {var:.4f} outside {closed_form:.4f} +- {hw:.4f}"
+
+
+# ------------------------------------------------------------------------------------------------
+# attn.softmax-saturation, attn.unscaled-vanishing-gradient, attn.faq-softmax-example
+# ------------------------------------------------------------------------------------------------
+
+def _attention_over_logits(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of the project's attention for one query whose scaled scores are exactly z (n,):
+    keys sqrt(n) e_j make q.k_j / sqrt(n) = z_j. Returns (weights (n,), d weights / d z (n, n))."""
+    n = z.numel()
+    keys = math.sqrt(n) * torch.eye(n, dtype=z.dtype)[None]  # (1, n, n)
+    weights = lambda z: scaled_dot_product_attention(z[None, None], keys, keys)[1][0, 0]  # noqa: E731
+    return weights(z), torch.autograd.functional.jacobian(weights, z)
+
+
+@pytest.mark.claim("attn.softmax-saturation", kind="exact")
+@given(n=st.integers(2, 6), gap=st.floats(0.05, 2.0), seed=seeds)
+def test_scaling_logits_up_saturates_attention_to_one_hot_and_flattens_its_jacobian(n, gap, seed):
+    """attn.softmax-saturation: with the arg-max ahead of the runner-up by g, softmax(beta z) puts at
+    most (n-1) exp(-beta g) off the arg-max and every Jacobian entry is at most that, so as beta grows
+    the weights become one-hot and the gradient vanishes (here beta up to 1000, through the model)."""
+    z = gaussian((n,), seed)
+    top = int(z.argmax())
+    z[top] = torch.cat([z[:top], z[top + 1:]]).max() + gap
+    previous = math.inf
+    for beta in (1.0, 10.0, 100.0, 1000.0):
+        weights, jac = _attention_over_logits(beta * z)
+        off_max = float(1 - weights[top])
+        bound = softmax_off_max_bound(n, beta, gap)
+        assert off_max <= bound * (1 + 1e-9) + 1e-15, f"beta={beta}: off-max mass {off_max} > bound {bound}"
+        assert float(jac.abs().max()) <= bound * (1 + 1e-9) + 1e-15, f"beta={beta}: Jacobian above {bound}"
+        assert off_max <= previous + 1e-15
+        previous = off_max
+    assert previous < 1e-15 and float(jac.abs().max()) < 1e-15  # one-hot, flat at beta = 1000
+
+
+def _softmax_jacobian_norm(p: torch.Tensor) -> torch.Tensor:
+    """||diag(p) - p p^T||_F per row; at most 1 (it is <= sqrt(sum p_i^2) <= 1). p (N, n) -> (N,)."""
+    return (torch.diag_embed(p) - p[:, :, None] * p[:, None, :]).flatten(1).norm(dim=1)
+
+
+@pytest.mark.claim("attn.unscaled-vanishing-gradient", kind="statistical")
+def test_unscaled_scores_at_d_k_512_give_near_one_hot_rows_and_much_smaller_softmax_gradients(measure):
+    """attn.unscaled-vanishing-gradient, at d_k = 512 with 8 keys and N(0, 1) entries, through the
+    project's attention (unscaled = queries multiplied by sqrt(d_k)), paired rows:
+
+    * most unscaled rows are near one-hot (max weight > 0.99), almost no scaled row is;
+    * for most rows the softmax Jacobian (the factor every gradient through attention carries) is
+      over 100 times smaller unscaled: the median ratio is < 1/100;
+    * on average over rows the gap is much smaller (the unsaturated rows keep large gradients): the
+      mean Jacobian norm is smaller unscaled, but by less than a factor 100; the gradient w.r.t. the
+      queries (where unscaling also multiplies by sqrt(d_k)) has its median ratio recorded.
+
+    Tests: Clopper-Pearson intervals for the proportions, empirical Bernstein for the means (norms in
+    [0, 1]), order statistics for the median; six intervals at alpha = FALSE_ALARM_RATE / 6 each
+    (false-alarm rate <= 1e-6). Seeded.
+    """
+    N, n_keys, d_k, alpha = 2000, 8, 512, FALSE_ALARM_RATE / 6
+    q = gaussian((N, 1, 1, d_k), 7).requires_grad_()
+    k, v = gaussian((N, 1, n_keys, d_k), 8), gaussian((N, 1, n_keys, 1), 9)
+    rows, norms, q_grads = {}, {}, {}
+    for name, factor in (("scaled", 1.0), ("unscaled", math.sqrt(d_k))):
+        _, w = scaled_dot_product_attention(q * factor, k, v)
+        p = w[:, 0, 0]  # (N, n_keys)
+        rows[name], norms[name] = p.detach(), _softmax_jacobian_norm(p.detach())
+        # ||d p / d q||_F per row: rows are independent, so one backward pass per key gives all N rows
+        grads = [torch.autograd.grad(p[:, j].sum(), q, retain_graph=True)[0].flatten(1) for j in range(n_keys)]
+        q_grads[name] = torch.stack(grads, 1).flatten(1).norm(dim=1)
+    one_hot = {name: int((p.max(-1).values > 0.99).sum()) for name, p in rows.items()}
+    one_hot_ci = {name: clopper_pearson(count, N, alpha) for name, count in one_hot.items()}
+    ratio = norms["unscaled"] / norms["scaled"]
+    small = int((ratio < 1e-2).sum())
+    small_ci = clopper_pearson(small, N, alpha)
+    means = {name: empirical_bernstein(x, alpha) for name, x in norms.items()}
+    mean_ratio_ci = [(means["unscaled"][0] - means["unscaled"][1]) / (means["scaled"][0] + means["scaled"][1]),
+                     (means["unscaled"][0] + means["unscaled"][1]) / (means["scaled"][0] - means["scaled"][1])]
+    q_ratio = (q_grads["unscaled"] / q_grads["scaled"]).sort().values
+    # distribution-free interval for the median: order statistics at binomial quantiles
+    lo_i, hi_i = stats.binom.ppf(alpha / 2, N, 0.5), stats.binom.isf(alpha / 2, N, 0.5)
+    for name in rows:
+        measure(f"near_one_hot_fraction_{name}", one_hot[name] / N, interval=list(one_hot_ci[name]),
+                threshold=0.99, confidence=1 - alpha, n=N, d_k=d_k, keys=n_keys)
+    measure("fraction_softmax_gradient_100x_smaller", small / N, interval=list(small_ci), confidence=1 - alpha, n=N)
+    ordered = ratio.sort().values
+    measure("median_softmax_gradient_ratio", float(ordered[N // 2]),
+            interval=[float(ordered[int(lo_i)]), float(ordered[int(hi_i)])], confidence=1 - alpha, n=N)
+    measure("mean_softmax_jacobian_norm", {n: m for n, (m, _) in means.items()},
+            half_width={n: hw for n, (_, hw) in means.items()}, confidence=1 - alpha, n=N)
+    measure("mean_softmax_jacobian_ratio", means["unscaled"][0] / means["scaled"][0], interval=mean_ratio_ci,
+            confidence=1 - 2 * alpha)
+    measure("median_query_gradient_ratio", float(q_ratio[N // 2]),
+            interval=[float(q_ratio[int(lo_i)]), float(q_ratio[int(hi_i)])], confidence=1 - alpha,
+            mean_ratio_point_estimate=float(q_ratio.mean()))
+    assert one_hot_ci["unscaled"][0] > 0.5, f"near one-hot unscaled rows: {one_hot_ci['unscaled']}"
+    assert one_hot_ci["scaled"][1] < 0.01, f"near one-hot scaled rows: {one_hot_ci['scaled']}"
+    assert small_ci[0] > 0.5, f"rows whose softmax gradient shrinks 100x: {small_ci}"
+    # smaller on average too, but by less than two orders of magnitude: the condition on the verdict
+    assert 1e-2 < mean_ratio_ci[0] and mean_ratio_ci[1] < 1, f"mean gradient ratio interval {mean_ratio_ci}"
+
+
+@pytest.mark.claim("attn.faq-softmax-example", kind="exact")
+def test_faq_softmax_example_to_two_decimals(measure):
+    """attn.faq-softmax-example: scores [0.8, 0.1, 0.1] give [0.50, 0.25, 0.25] unscaled and, through
+    the model's own 1/sqrt(d_k) with d_k = 3, [0.43, 0.29, 0.29] (rounded to two decimals)."""
+    q = torch.tensor([[[0.8, 0.1, 0.1]]], dtype=torch.float64)  # (1, 1, d_k=3)
+    eye = torch.eye(3, dtype=torch.float64)[None]
+    _, unscaled = scaled_dot_product_attention(q, math.sqrt(3) * eye, eye)  # keys sqrt(3) e_j cancel the scale
+    _, scaled = scaled_dot_product_attention(q, eye, eye)
+    unscaled, scaled = unscaled.flatten().tolist(), scaled.flatten().tolist()
+    measure("softmax", unscaled, faq=[0.50, 0.25, 0.25])
+    measure("softmax_scaled_by_sqrt3", scaled, faq=[0.43, 0.29, 0.29])
+    assert [round(w, 2) for w in unscaled] == [0.50, 0.25, 0.25]
+    assert [round(w, 2) for w in scaled] == [0.43, 0.29, 0.29]
+
+
+# ------------------------------------------------------------------------------------------------
+# attn.scale-folded-into-init
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("attn.scale-folded-into-init", kind="exact")
+@given(case=attention_cases(), seed=seeds)
+def test_folding_the_scale_into_w_q_gives_identical_scores_and_outputs(case, seed):
+    """attn.scale-folded-into-init: dividing W_q (and its bias) by sqrt(d_k) and dropping the
+    1/sqrt(d_k) (torch's kernel with scale=1) gives the model's weights and outputs exactly."""
+    (B, H, n_q, n_k, d_k), allowed = case
+    torch.manual_seed(seed)
+    mha = MultiHeadAttention(H * d_k, H).double()
+    query, memory = gaussian((B, n_q, H * d_k), seed), gaussian((B, n_k, H * d_k), seed + 1)
+    out = mha(query, memory, memory, allowed)
+    with torch.no_grad():
+        q = mha.split_heads(F.linear(query, mha.w_q.weight / math.sqrt(d_k), mha.w_q.bias / math.sqrt(d_k)))
+        k, v = mha.split_heads(mha.w_k(memory)), mha.split_heads(mha.w_v(memory))
+        folded = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0)
+        scores = (q @ k.transpose(-2, -1)).masked_fill(~allowed, -math.inf)  # no scale
+    torch.testing.assert_close(mha.last_weights, torch.softmax(scores, -1), **TOL)
+    torch.testing.assert_close(out, mha.w_o(mha.merge_heads(folded)), **TOL)
+
+
+# ------------------------------------------------------------------------------------------------
+# attn.dot-vs-additive-cost, attn.complexity (measured)
+# ------------------------------------------------------------------------------------------------
+
+def _largest_allocation(fn) -> int:
+    """Bytes of the largest single allocation made while ``fn`` runs (torch.profiler, CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max(event.cpu_memory_usage for event in prof.events())
+
+
+def _flops(fn) -> tuple[int, dict[str, int]]:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops(), {str(op): c for op, c in counter.get_flop_counts()["Global"].items()}
+
+
+def additive_attention_flops(n: int, d: int, d_a: int, d_v: int) -> int:
+    """Matmul FLOPs of additive attention (FlopCounterMode's convention: 2 m k c per product, tanh and
+    adds not counted): W_q q and W_k k (2 n d d_a each), v^T tanh(.) on n^2 vectors (2 n^2 d_a), A V
+    (2 n^2 d_v). proofs/closed_forms.py has no additive entry; this one is derived the same way."""
+    return 4 * n * d * d_a + 2 * n * n * d_a + 2 * n * n * d_v
+
+
+@pytest.mark.claim("attn.dot-vs-additive-cost", kind="measured")
+def test_additive_attention_materialises_n_by_n_by_d_a_dot_product_only_n_by_n(measure):
+    """attn.dot-vs-additive-cost: dot-product attention is two batched matmuls whose largest
+    intermediate is the (n, n) score matrix; additive attention allocates an (n, n, d_a) tensor
+    (d_a times more memory) and costs 4 n d d_a more matmul FLOPs, plus n^2 d_a tanh evaluations."""
+    n, d, d_a = 128, 32, 32
+    q, k, v = (gaussian((1, n, d), s) for s in range(3))
+    torch.manual_seed(0)
+    additive = AdditiveAttention(d, d_a).double()
+    dot_flops, dot_ops = _flops(lambda: scaled_dot_product_attention(q, k, v))
+    add_flops, add_ops = _flops(lambda: additive(q, k, v))
+    dot_bytes = _largest_allocation(lambda: scaled_dot_product_attention(q, k, v))
+    add_bytes = _largest_allocation(lambda: additive(q, k, v))
+    measure("dot_product_flops", dot_flops, closed_form=attention_core_flops(n, d), by_op=dot_ops, n=n, d=d)
+    measure("additive_flops", add_flops, closed_form=additive_attention_flops(n, d, d_a, d), by_op=add_ops, d_a=d_a)
+    measure("largest_allocation_bytes", {"dot": dot_bytes, "additive": add_bytes},
+            closed_form={"dot": n * n * 8, "additive": n * n * d_a * 8}, dtype="float64")
+    assert dot_ops == {"aten.bmm": attention_core_flops(n, d)}, dot_ops  # Q K^T and A V, nothing else
+    assert add_flops == additive_attention_flops(n, d, d_a, d)
+    assert dot_bytes == n * n * 8, f"dot product: largest allocation {dot_bytes} bytes"
+    assert add_bytes == n * n * d_a * 8, f"additive: largest allocation {add_bytes} bytes"
+
+
+@pytest.mark.claim("attn.complexity", kind="measured")
+@given(heads=st.integers(1, 4), d_head=st.integers(1, 8), n=st.integers(1, 48), n_kv=st.integers(1, 48))
+def test_attention_core_costs_4_n_squared_d_flops(heads, d_head, n, n_kv):
+    """attn.complexity: Q K^T and A V cost 2 n n_kv d FLOPs each (FlopCounterMode), whatever the
+    split into heads: quadratic in the length (4 n^2 d for self-attention), linear in the width."""
+    q = torch.zeros(1, heads, n, d_head, dtype=torch.float64)
+    kv = torch.zeros(1, heads, n_kv, d_head, dtype=torch.float64)
+    flops, _ = _flops(lambda: scaled_dot_product_attention(q, kv, kv))
+    assert flops == attention_core_flops(n, heads * d_head, n_kv)
+    self_flops, _ = _flops(lambda: scaled_dot_product_attention(q, q, q))
+    double, _ = _flops(lambda: scaled_dot_product_attention(*(torch.cat([q, q], 2),) * 3))
+    assert self_flops == attention_core_flops(n, heads * d_head) and double == 4 * self_flops
+
+
+@pytest.mark.claim("attn.complexity", kind="measured")
+def test_attention_core_flops_table(measure):
+    """attn.complexity: the counted FLOPs over lengths 64..512 at d = 512 (8 heads): each doubling
+    of n multiplies them by 4, doubling d by 2; recorded next to 4 n^2 d."""
+    table = {}
+    for n in (64, 128, 256, 512):
+        for d in (256, 512):
+            q = torch.zeros(1, 8, n, d // 8)
+            table[f"n={n},d={d}"], _ = _flops(lambda: scaled_dot_product_attention(q, q, q))
+            assert table[f"n={n},d={d}"] == attention_core_flops(n, d)
+    measure("core_flops", table, closed_form="4 n^2 d")
+    assert table["n=512,d=512"] == 4 * table["n=256,d=512"] == 8 * table["n=256,d=256"]
