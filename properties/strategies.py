@@ -294,3 +294,33 @@ def small_token_matrices(draw, *, max_rows: int = 4, max_dim: int = 3, bound: in
     d = draw(st.integers(1, max_dim))
     entries = draw(st.lists(st.integers(-bound, bound), min_size=n * d, max_size=n * d))
     return torch.tensor(entries, dtype=torch.float64).reshape(n, d)
+
+
+# --------------------------------------------------------------------------------------------------
+# Trained models: English word sequences for the pretrained-BERT oracle
+# --------------------------------------------------------------------------------------------------
+
+# Common words, words WordPiece splits into several pieces, capitals, digits and punctuation.
+ORACLE_WORDS = (
+    "the a of and to in is was he she it they we you that with for on at by from this not but "
+    "house river morning music garden window teacher quickly slowly green old small yesterday "
+    "believe remember carried opened unbelievably misunderstanding photosynthesis reconstruction "
+    "Paris London Thursday Mozart 42 1999 3.5 , . ! ? ; ' ( ) -"
+).split()
+
+
+@st.composite
+def sentence_batches(draw, *, max_batch: int = 4, max_words: int = 16):
+    """A batch of 1..max_batch word sequences of different lengths (so the batch needs padding), each with
+    the word index where its second segment (token type 1) starts, or None; plus extra trailing padding.
+
+    Returns (texts: list[str], second_segment_word: list[int | None], extra_padding: int).
+    """
+    batch = draw(st.integers(1, max_batch))
+    texts, splits = [], []
+    for _ in range(batch):
+        n_words = draw(st.integers(1, max_words))
+        words = draw(st.lists(st.sampled_from(ORACLE_WORDS), min_size=n_words, max_size=n_words))
+        texts.append(" ".join(words))
+        splits.append(draw(st.one_of(st.none(), st.integers(0, n_words - 1))))
+    return texts, splits, draw(st.integers(0, 3))
