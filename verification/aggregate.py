@@ -198,7 +198,7 @@ def strict_problems(ledger: dict) -> list[str]:
 def summary_line(ledger: dict, seconds: float | None = None) -> str:
     """One line: totals by status, counts by verdict, and the time taken."""
     s = ledger["summary"]
-    verdicts = ", ".join(f"{v} {n}" for v, n in s["by_verdict"].items() if n)
+    verdicts = ", ".join(f"{v} {n}" for v, n in s["by_verdict"].items())
     secs = s["seconds"] if seconds is None else seconds
     return (f"claims: {s['total']} total, {s['verified']} verified, {s['failing']} failing, {s['missing']} missing"
             f" | {verdicts} | {secs:.1f} s")

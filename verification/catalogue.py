@@ -31,7 +31,7 @@ from pathlib import Path
 CLAIMS_DIR = Path(__file__).resolve().parents[1] / "claims"
 
 KINDS = ("proof", "exact", "statistical", "measured", "counterexample", "empirical", "reference")
-VERDICTS = ("pending", "holds", "holds-under-conditions", "false-as-stated", "reference")
+VERDICTS = ("holds", "holds-under-conditions", "false-as-stated", "reference", "pending")
 STATUSES = ("verified", "failing", "missing")
 #: The key each verdict requires besides the common ones.
 VERDICT_REQUIRES = {"holds-under-conditions": "condition", "false-as-stated": "counterexample", "reference": "citation"}
