@@ -410,11 +410,12 @@ def test_layernorm_normalises_each_token_over_its_features(config, batch, length
 
 
 @pytest.mark.claim("arch.batchnorm-batch-dependence", kind="exact")
-@given(d=st.integers(1, 16), batch=st.integers(2, 6), seed=seeds)
+@given(d=st.integers(1, 16), batch=st.integers(3, 6), seed=seeds)
 def test_batchnorm_depends_on_the_batch_and_degenerates_for_one_sample(d, batch, seed):
-    """torch's BatchNorm1d in training mode: changing sample 1 changes sample 0's output; a batch of one
-    sample is refused, and a batch of identical samples is mapped to the bias alone; in eval mode it uses
-    running statistics and is per-sample. The model's norm, in training mode, is per-sample throughout."""
+    """torch's BatchNorm1d in training mode: changing sample 1 changes sample 0's output (batches of 3 or more;
+    with two samples each output is about +-1 whatever the values); a batch of one sample is refused, and a
+    batch of identical samples is mapped to the bias alone; in eval mode it uses running statistics and is
+    per-sample. The model's norm, in training mode, is per-sample throughout."""
     bn, ln = nn.BatchNorm1d(d).double().train(), ResidualSublayer(d, 0.0, "post", 1e-5).double().train()
     x = gaussian((batch, d), seed)
     y = x.clone()
