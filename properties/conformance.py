@@ -257,6 +257,6 @@ def pytest_generate_tests(metafunc):
         marks = [pytest.mark.conformance(impl.name, prop)]
         reason = KNOWN_FAILURES.get((impl.name, prop))
         if reason:
-            marks.append(pytest.mark.xfail(strict=True, reason=reason))
+            marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
         params.append(pytest.param(impl, id=impl.name, marks=marks))
     metafunc.parametrize("attention_impl", params)

@@ -1,0 +1,296 @@
+"""Masks and variable length: what padding and causal masks guarantee, in every dtype.
+
+Claims mask.padding-zero-weight, mask.padding-invariance, mask.unmasked-padding-leaks,
+mask.fully-masked-row, mask.low-precision-fill, mask.batch-equals-individual,
+mask.causal-future-invariance. Tests taking ``attention_impl`` run against every implementation of
+``properties/conformance.py``.
+
+Property -> bug it kills:
+- test_padded_keys_get_exactly_zero_weight (every implementation) -> a multiplicative 0/1 mask
+  (masked scores become 0, not -inf), a mask applied after the softmax and renormalised wrongly,
+  flipped polarity, a padding mask broadcast over queries instead of keys, a per-example mask
+  misaligned with the batch/head layout (B != H != S_k in every draw).
+- test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding (every implementation) ->
+  the same, plus a finite fill too small to beat real scores (-1e4 against large scores), a mask
+  dropped on one path.
+- test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing (every implementation,
+  float32/16/bf16) -> a -inf fill (NaN from -inf - -inf), a finite fill without zeroing the weights
+  afterwards (the row then averages the masked values), NaN gradients through an empty row, a -1e9
+  fill in float16 (it overflows: torch refuses it).
+- test_masked_weights_are_exactly_zero_in_half_precision (every implementation) -> a fill that
+  overflows or is not small enough in float16/bfloat16 (-1e4 is not -inf after the scale), softmax
+  computed in half precision without max subtraction, masks cast to the scores' dtype and added.
+- test_causal_attention_ignores_the_future_and_sees_the_present (every implementation) -> causal
+  diagonal off by one either way (j < i hides the present, j <= i + 1 leaks the next token), a
+  transposed causal mask (attending to the future only), a causal mask skipped.
+- test_mask_helpers_follow_their_definitions -> causal_mask off by one or transposed, offset ignored,
+  padding_mask_from_lengths with < vs <=, key_padding_mask broadcasting over queries, combine as OR.
+- test_boolean_mask_equals_its_additive_form_and_float_masks_are_refused -> a float 0/1 mask read as
+  an additive bias (masked keys get +0 instead of -inf) or as allowed = 1.
+- test_without_a_mask_zero_padding_keys_take_weight_exp0_over_z_and_move_outputs -> a wrong scale or
+  softmax axis (the padding weight is no longer exp(0) / Z).
+- test_padded_batch_equals_each_sequence_alone_and_padding_length_does_not_matter (whole model) ->
+  padding mask broadcast over queries, mask misaligned with the batch, cross-attention given the
+  target mask or no memory mask, positions counted from the padded end.
+- test_decoder_ignores_later_tokens_encoder_sees_them (whole model) -> causal mask skipped in the
+  decoder or applied in the encoder, off by one either way (the decoder's own weights must put zero
+  on later keys and positive weight on the present one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from properties.conformance import attention_weights, reference_attention
+from properties.strategies import (
+    LOW_PRECISION,
+    attention_cases,
+    attention_layouts,
+    gaussian,
+    lengths_with_padding,
+    live_rows,
+    model_configs,
+    seeds,
+)
+from properties.tolerances import BY_DTYPE, EXACT_ZERO, FLOAT64, FLOAT64_DEEP
+from transformer import Transformer
+from transformer.attention import scaled_dot_product_attention
+from transformer.masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
+
+TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
+DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
+PADDING = ("padding", "padding+causal")
+# (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
+PADDED_WITH_EMPTY_EXAMPLE = ((3, 2, 2, 4, 2), torch.tensor([4, 0, 2])[:, None, None, None] > torch.arange(4))
+
+
+def qkv(layout, seed, dtype=torch.float64):
+    B, H, n_q, n_k, d = layout
+    return (gaussian((B, H, n_q, d), seed, dtype), gaussian((B, H, n_k, d), seed + 1, dtype),
+            gaussian((B, H, n_k, d), seed + 2, dtype))
+
+
+# ------------------------------------------------------------------------------------------------
+# Every implementation: padding, empty rows, half precision, causality
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("mask.padding-zero-weight", kind="exact")
+@pytest.mark.attention_property("padding-zero-weight")
+@given(case=attention_cases(), seed=seeds)
+def test_padded_keys_get_exactly_zero_weight(attention_impl, case, seed):
+    """mask.padding-zero-weight: every masked key (padding, future, per-head) gets weight exactly 0.0,
+    read from the outputs with one-hot values and, where the implementation returns them, its weights."""
+    layout, allowed = case
+    q, k, v = qkv(layout, seed)
+    _, returned = attention_impl(q, k, v, allowed)
+    blocked = ~allowed.expand(*layout[:3], layout[3])
+    for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
+        leaked = weights[blocked]
+        assert (leaked == EXACT_ZERO).all(), f"masked keys got weights up to {leaked.abs().max().item():.3g}"
+
+
+@pytest.mark.claim("mask.padding-invariance", kind="exact")
+@pytest.mark.attention_property("padding-invariance")
+@given(case=attention_cases(kinds=PADDING), extra=st.integers(1, 3), seed=seeds)
+def test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding(attention_impl, case, extra, seed):
+    """mask.padding-invariance: rewriting the keys and values at padded positions with large garbage,
+    and appending more padded positions, leaves every output row that sees a real key unchanged."""
+    (B, H, n_q, n_k, d), allowed = case
+    q, k, v = qkv(case[0], seed)
+    out, _ = attention_impl(q, k, v, allowed)
+    padded = ~allowed.any(dim=(1, 2))[:, None, :, None]  # (B, 1, S_k, 1): keys no query of the example sees
+    garbage_k, garbage_v = (gaussian((B, H, n_k + extra, d), seed + i, scale=1e3) for i in (3, 4))
+    k2 = torch.where(padded, garbage_k[:, :, :n_k], k)
+    v2 = torch.where(padded, garbage_v[:, :, :n_k], v)
+    k2, v2 = torch.cat([k2, garbage_k[:, :, n_k:]], 2), torch.cat([v2, garbage_v[:, :, n_k:]], 2)
+    allowed2 = torch.cat([allowed, torch.zeros(*allowed.shape[:-1], extra, dtype=torch.bool)], -1)
+    out2, _ = attention_impl(q, k2, v2, allowed2)
+    live = live_rows(allowed, (B, H, n_q, n_k))
+    torch.testing.assert_close(out2[live], out[live], **TOL)
+
+
+@pytest.mark.claim("mask.fully-masked-row", kind="exact")
+@pytest.mark.attention_property("fully-masked-row")
+@given(case=attention_cases(fully_masked_row=True), dtype=st.sampled_from((torch.float32, *LOW_PRECISION)), seed=seeds)
+@example(case=PADDED_WITH_EMPTY_EXAMPLE, dtype=torch.float16, seed=0)  # fails at once where it fails
+def test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing(attention_impl, case, dtype, seed):
+    """mask.fully-masked-row: in float32, float16 and bfloat16 a query whose keys are all masked gets
+    a finite output that does not depend on any key or value (it reads nothing), and every gradient
+    is finite."""
+    layout, allowed = case
+    q, k, v = (t.requires_grad_() for t in qkv(layout, seed, dtype))
+    out, _ = attention_impl(q, k, v, allowed)
+    dead = ~live_rows(allowed, (*layout[:3], layout[3]))
+    assert out.isfinite().all(), f"{dtype}: non-finite outputs in rows {dead.nonzero().tolist()[:4]}"
+    out.float().square().sum().backward()
+    for name, t in zip("qkv", (q, k, v)):
+        assert t.grad.isfinite().all(), f"{dtype}: non-finite gradient w.r.t. {name}"
+    with torch.no_grad():
+        other_k, other_v = gaussian(k.shape, seed + 5, dtype), gaussian(v.shape, seed + 6, dtype)
+        moved, _ = attention_impl(q, other_k, other_v, allowed)
+    assert torch.equal(moved[dead], out.detach()[dead]), "an empty row's output depends on the keys/values"
+
+
+@pytest.mark.claim("mask.low-precision-fill", kind="exact")
+@pytest.mark.attention_property("low-precision-fill")
+@given(case=attention_cases(), dtype=st.sampled_from(LOW_PRECISION), seed=seeds)
+def test_masked_weights_are_exactly_zero_in_half_precision(attention_impl, case, dtype, seed):
+    """mask.low-precision-fill: in float16 and bfloat16 masked weights are exactly 0 (never NaN), and
+    the outputs match float64 attention on the same (rounded) inputs within the dtype's tolerance."""
+    layout, allowed = case
+    q, k, v = qkv(layout, seed, dtype)
+    out, returned = attention_impl(q, k, v, allowed)
+    blocked = ~allowed.expand(*layout[:3], layout[3])
+    for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
+        assert weights.dtype == dtype and not weights.isnan().any(), f"{dtype}: NaN weights"
+        assert (weights[blocked] == EXACT_ZERO).all(), f"{dtype}: masked weights {weights[blocked].abs().max()}"
+    expected, _ = reference_attention(q, k, v, allowed)
+    tol = BY_DTYPE[dtype]
+    torch.testing.assert_close(out.double(), expected, rtol=tol.rtol, atol=tol.atol)
+
+
+@pytest.mark.claim("mask.causal-future-invariance", kind="exact")
+@pytest.mark.attention_property("causal-future-invariance")
+@given(layout=attention_layouts(self_attention=True), seed=seeds, data=st.data())
+def test_causal_attention_ignores_the_future_and_sees_the_present(attention_impl, layout, seed, data):
+    """mask.causal-future-invariance, attention level: with the lower-triangular mask (written here,
+    not taken from transformer.masks) rewriting keys and values after position t leaves outputs up to
+    t unchanged, while changing the value at t changes the output at t (the present is visible)."""
+    B, H, n, _, d = layout
+    t = data.draw(st.integers(0, n - 1), label="t")
+    allowed = torch.ones(n, n, dtype=torch.bool).tril()[None, None]  # key j visible from query i iff j <= i
+    q, k, v = qkv(layout, seed)
+    out, _ = attention_impl(q, k, v, allowed)
+    k2, v2 = k.clone(), v.clone()
+    k2[:, :, t + 1:], v2[:, :, t + 1:] = (gaussian(k2[:, :, t + 1:].shape, seed + i, scale=10.0) for i in (3, 4))
+    out2, _ = attention_impl(q, k2, v2, allowed)
+    torch.testing.assert_close(out2[:, :, : t + 1], out[:, :, : t + 1], **TOL)
+    v3 = v.clone()
+    v3[:, :, t] += 1.0
+    out3, _ = attention_impl(q, k, v3, allowed)
+    assert ((out3[:, :, t] - out[:, :, t]).abs().amax(-1) > 1e-9).all(), f"the value at {t} is invisible from {t}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The mask helpers and the project's attention
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("mask.causal-future-invariance", "mask.padding-zero-weight", kind="exact")
+@given(n_q=st.integers(1, 7), n_k=st.integers(1, 7), offset=st.integers(0, 4), batch=st.integers(1, 4),
+       data=st.data())
+def test_mask_helpers_follow_their_definitions(n_q, n_k, offset, batch, data):
+    """causal_mask: query i (absolute position offset + i) sees key j iff j <= offset + i; padding
+    masks: key j of example b is real iff j < length_b, shaped (B, 1, 1, S) so they broadcast over
+    heads and queries; combine is the logical AND."""
+    i, j = torch.arange(n_q)[:, None], torch.arange(n_k)[None, :]
+    assert torch.equal(causal_mask(n_q, n_k, offset=offset), (j <= i + offset)[None, None])
+    lengths = data.draw(lengths_with_padding(batch=batch, max_len=n_k, allow_empty=True), label="lengths")
+    real = torch.arange(n_k)[None, :] < lengths[:, None]  # (B, S_k)
+    assert torch.equal(padding_mask_from_lengths(lengths, n_k), real[:, None, None, :])
+    assert torch.equal(key_padding_mask(real), real[:, None, None, :])
+    ids = torch.where(real, 1 + torch.arange(n_k), 0)
+    assert torch.equal(padding_mask_from_ids(ids, pad_id=0), real[:, None, None, :])
+    both = combine(padding_mask_from_lengths(lengths, n_k), None, causal_mask(n_q, n_k, offset=offset))
+    assert torch.equal(both, real[:, None, None, :] & (j <= i + offset))
+
+
+@pytest.mark.claim("mask.padding-zero-weight", kind="exact")
+@given(case=attention_cases(), seed=seeds)
+def test_boolean_mask_equals_its_additive_form_and_float_masks_are_refused(case, seed):
+    """Both mask dtypes: a boolean mask and its additive float form (0 / -inf, given as ``bias``) give
+    the same attention on every row that sees a key; a float 0/1 tensor passed as ``allowed`` is
+    refused (it would be read as +0/+1 scores, i.e. no mask at all)."""
+    layout, allowed = case
+    q, k, v = qkv(layout, seed)
+    additive = torch.zeros(allowed.shape, dtype=q.dtype).masked_fill(~allowed, -math.inf)
+    by_bool, w_bool = scaled_dot_product_attention(q, k, v, allowed)
+    by_bias, w_bias = scaled_dot_product_attention(q, k, v, bias=additive)
+    live = live_rows(allowed, w_bool.shape)
+    torch.testing.assert_close(by_bias[live], by_bool[live], **TOL)
+    torch.testing.assert_close(w_bias[live], w_bool[live], **TOL)
+    with pytest.raises(TypeError, match="torch.bool"):
+        scaled_dot_product_attention(q, k, v, allowed.to(q.dtype))
+
+
+@pytest.mark.claim("mask.unmasked-padding-leaks", kind="exact")
+@given(layout=attention_layouts(), pad=st.integers(1, 3), seed=seeds)
+def test_without_a_mask_zero_padding_keys_take_weight_exp0_over_z_and_move_outputs(layout, pad, seed):
+    """mask.unmasked-padding-leaks: zero-vector padding keys score 0, so without a mask each takes
+    weight exp(0) / Z with Z = sum_j exp(s_j) over real and padding keys, and the outputs move away
+    from the masked ones (generic inputs: by far more than round-off)."""
+    B, H, n_q, n_k, d = layout
+    q, k, v = qkv(layout, seed)
+    k_pad = torch.cat([k, torch.zeros(B, H, pad, d, dtype=k.dtype)], 2)
+    v_pad = torch.cat([v, torch.zeros(B, H, pad, d, dtype=v.dtype)], 2)
+    leaky, weights = scaled_dot_product_attention(q, k_pad, v_pad)
+    real_scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+    z = real_scores.exp().sum(-1, keepdim=True) + pad * math.exp(0.0)  # (B, H, S_q, 1)
+    torch.testing.assert_close(weights[..., n_k:], (math.exp(0.0) / z).expand(B, H, n_q, pad), **TOL)
+    assert (weights[..., n_k:] > 0).all()
+    real_only = (torch.arange(n_k + pad) < n_k)[None, None, None, :]  # (1, 1, 1, S_k + pad)
+    masked, _ = scaled_dot_product_attention(q, k_pad, v_pad, real_only)
+    assert ((leaky - masked).abs().amax(-1) > 1e-9).all(), "padding left some output unchanged"
+
+
+# ------------------------------------------------------------------------------------------------
+# The whole model: batches of different lengths, causal decoding
+# ------------------------------------------------------------------------------------------------
+
+def _model(config, seed):
+    torch.manual_seed(seed)
+    return Transformer(config).double().eval()
+
+
+@pytest.mark.claim("mask.batch-equals-individual", kind="exact")
+@given(config=model_configs(max_layers=2), batch=st.integers(1, 3), src_len=st.integers(1, 6),
+       tgt_len=st.integers(1, 6), extra=st.integers(0, 3), seed=seeds, data=st.data())
+def test_padded_batch_equals_each_sequence_alone_and_padding_length_does_not_matter(
+        config, batch, src_len, tgt_len, extra, seed, data):
+    """mask.batch-equals-individual: sources and targets of different lengths, padded (to the longest
+    plus ``extra``) and run together, give every sequence the log-probabilities it gets alone."""
+    model = _model(config, seed)
+    src_lengths = data.draw(lengths_with_padding(batch=batch, max_len=src_len), label="src_lengths")
+    tgt_lengths = data.draw(lengths_with_padding(batch=batch, max_len=tgt_len), label="tgt_lengths")
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, config.src_vocab_size, (batch, src_len + extra), generator=g)
+    tgt = torch.randint(0, config.tgt_vocab_size, (batch, tgt_len + extra), generator=g)
+    src_real = torch.arange(src_len + extra)[None] < src_lengths[:, None]  # (B, S)
+    tgt_real = torch.arange(tgt_len + extra)[None] < tgt_lengths[:, None]  # (B, T)
+    batched = model(src, tgt, src_key_allowed=src_real, tgt_key_allowed=tgt_real)  # (B, T, V)
+    for b in range(batch):
+        s, t = int(src_lengths[b]), int(tgt_lengths[b])
+        alone = model(src[b:b + 1, :s], tgt[b:b + 1, :t])[0]
+        torch.testing.assert_close(batched[b, :t], alone, **DEEP)
+
+
+@pytest.mark.claim("mask.causal-future-invariance", kind="exact")
+@given(config=model_configs(max_layers=2), batch=st.integers(1, 3), length=st.integers(2, 6), seed=seeds,
+       data=st.data())
+def test_decoder_ignores_later_tokens_encoder_sees_them(config, batch, length, seed, data):
+    """mask.causal-future-invariance, whole model: changing target tokens after t leaves the decoder's
+    outputs up to t unchanged, and every decoder self-attention row puts zero weight on later keys and
+    positive weight on the present one; changing the source token after t changes the encoder's
+    output at t (no causal mask there)."""
+    model = _model(config, seed)
+    t = data.draw(st.integers(0, length - 2), label="t")
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, config.src_vocab_size, (batch, length), generator=g)
+    tgt = torch.randint(0, config.tgt_vocab_size, (batch, length), generator=g)
+    memory = model.encode(src)
+    out = model.decode(tgt, memory)
+    for layer in model.decoder.layers:
+        w = layer.self_attn.last_weights  # (B, H, T, T)
+        assert (w.triu(1) == 0).all(), "a decoder position attends to a later one"
+        assert (w.diagonal(dim1=-2, dim2=-1) > 0).all(), "a decoder position cannot see itself"
+    later = tgt.clone()
+    later[:, t + 1:] = (tgt[:, t + 1:] + 1) % config.tgt_vocab_size
+    torch.testing.assert_close(model.decode(later, memory)[:, : t + 1], out[:, : t + 1], **DEEP)
+    src2 = src.clone()
+    src2[:, t + 1] = (src[:, t + 1] + 1) % config.src_vocab_size
+    moved = (model.encode(src2)[:, t] - memory[:, t]).abs().amax(-1)  # (B,)
+    assert (moved > 1e-9).all(), "the encoder's output at t ignored a later source token"
