@@ -40,8 +40,9 @@ from properties.trained_fixtures import (
     minilm_identity,
     offline,
 )
-from transformer.pretrained import load_minilm, minilm_dir, minilm_tokenizer
+from transformer.pretrained import bert_config, bert_state_dict_to_ours, load_minilm, minilm_dir, minilm_tokenizer
 
+offline()  # before anything can import transformers or huggingface_hub
 DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 LITTLE = 0.1  # a head's removal "changes the output little": < a tenth of the paraphrase distance
 
@@ -118,6 +119,20 @@ def test_encoder_with_loaded_weights_matches_transformers_bert(batch, hf_bert, o
     for layer, (mine, reference) in enumerate(zip(our_bert.attention_weights(), theirs.attentions)):
         torch.testing.assert_close(mine, reference, **DEEP, msg=lambda m: f"layer {layer} attention: {m}")
         assert (mine.masked_select(~key_allowed[:, None, None, :]) == 0).all(), "padded keys got weight"
+
+
+def test_loader_refuses_what_it_cannot_map():
+    """A BERT variant the encoder does not implement (tanh GELU, relative positions) or a parameter the
+    name map does not know is an error, never a silently skipped weight."""
+    config = {"hidden_act": "gelu", "position_embedding_type": "absolute", "vocab_size": 10, "hidden_size": 4,
+              "num_attention_heads": 2, "intermediate_size": 8, "num_hidden_layers": 1, "layer_norm_eps": 1e-12,
+              "max_position_embeddings": 16, "type_vocab_size": 2}
+    assert bert_config(config).d_k == 2
+    for change in ({"hidden_act": "gelu_new"}, {"position_embedding_type": "relative_key"}):
+        with pytest.raises(ValueError, match="only BERT"):
+            bert_config(config | change)
+    with pytest.raises(KeyError, match="unexpected BERT parameter"):
+        bert_state_dict_to_ours({"encoder.layer.0.attention.self.rotary.weight": torch.zeros(1)})
 
 
 # ---------------------------------------------------------------------------------------------------
