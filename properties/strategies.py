@@ -287,11 +287,11 @@ def live_rows(allowed: torch.Tensor | None, shape) -> torch.Tensor:
 
 
 @st.composite
-def small_token_matrices(draw, *, max_rows: int = 4, max_dim: int = 3, bound: int = 3):
+def small_token_matrices(draw, *, max_rows: int = 4, min_dim: int = 1, max_dim: int = 3, bound: int = 3):
     """X (n, d), float64 with small integer entries drawn one by one, so that hypothesis shrinks a
     counterexample to the simplest matrix (values are not seeded here: the entries are the search space)."""
     n = draw(st.integers(2, max_rows))
-    d = draw(st.integers(1, max_dim))
+    d = draw(st.integers(min_dim, max_dim))
     entries = draw(st.lists(st.integers(-bound, bound), min_size=n * d, max_size=n * d))
     return torch.tensor(entries, dtype=torch.float64).reshape(n, d)
 
