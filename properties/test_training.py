@@ -1,0 +1,298 @@
+"""Training: the learning-rate schedule, dropout (where, when, how scaled), the paper's presets, BERT masking.
+
+Claims train.noam-schedule, train.dropout-train-vs-eval, train.dropout-expectation,
+train.dropout-positions, train.paper-config, bert.mask-token-vs-attention-mask.
+Dropout sites are found by behaviour (a module whose output changes when it is run again on the same
+input in training mode), never by reading the configuration back.
+
+Property -> bug it kills:
+- test_noam_rate_rises_linearly_peaks_at_warmup_and_decays_as_inverse_sqrt -> warmup exponent wrong
+  (step * warmup^-1 or ^-2), steps counted from 0, the scheduler off by one step, min taken as max.
+- test_eval_mode_is_deterministic_and_equals_the_p0_model -> dropout active in eval (a functional
+  dropout called with training=True, or attention dropout ignoring the mode).
+- test_inverted_dropout_keeps_the_expectation -> dropout without the 1/(1-p) scaling (or with 1/p).
+- test_dropout_sits_on_sublayer_outputs_before_the_add_and_on_embedding_sums -> dropout on the residual
+  sum or after the norm instead of on the sub-layer output, dropout on the token embedding before the
+  position code is added, a missing or extra dropout site, dropout on the identity path.
+- test_presets_carry_the_paper_hyper_parameters -> a preset with wrong sizes, P_drop, warmup or Adam
+  settings; make_optimizer ignoring the configured betas or eps.
+- test_key_masking_leaks_a_token_to_its_own_position_through_the_residual -> (a property of the
+  architecture, kept as a guard) a key padding mask that is not applied to every layer, or a residual
+  path that is missing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import scipy.stats
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from proofs.closed_forms import dropout_scale, noam_lr, noam_peak
+from properties.strategies import model_configs, seeds
+from properties.tolerances import FALSE_ALARM_RATE, FLOAT64, FLOAT64_DEEP
+from transformer import (
+    InputEmbedding,
+    LabelSmoothingLoss,
+    MultiHeadAttention,
+    PositionwiseFeedForward,
+    Transformer,
+    TransformerConfig,
+    make_optimizer,
+    noam_rate,
+    noam_scheduler,
+)
+
+TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
+DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learning-rate schedule
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("train.noam-schedule", kind="exact")
+@given(d_model=st.integers(1, 4096), warmup=st.integers(1, 10_000), step=st.integers(1, 100_000),
+       factor=st.floats(0.1, 10.0))
+def test_noam_rate_rises_linearly_peaks_at_warmup_and_decays_as_inverse_sqrt(d_model, warmup, step, factor):
+    """lr(step) equals the closed form; lr/step is constant up to warmup, lr * sqrt(step) constant after it,
+    and the maximum, factor (d warmup)^-0.5, is reached at step = warmup."""
+    rate = lambda s: noam_rate(s, d_model, warmup, factor)  # noqa: E731
+    assert rate(step) == pytest.approx(noam_lr(step, d_model, warmup, factor), rel=FLOAT64.rtol)
+    peak_step, peak = noam_peak(d_model, warmup, factor)
+    assert peak_step == warmup and rate(warmup) == pytest.approx(peak, rel=FLOAT64.rtol)
+    assert rate(step) <= rate(warmup) * (1 + FLOAT64.rtol)
+    if step <= warmup:
+        assert rate(step) / step == pytest.approx(rate(warmup) / warmup, rel=FLOAT64.rtol)  # linear rise
+    else:
+        assert rate(step) * math.sqrt(step) == pytest.approx(rate(warmup) * math.sqrt(warmup), rel=FLOAT64.rtol)
+
+
+@pytest.mark.claim("train.noam-schedule", kind="exact")
+@given(d_model=st.integers(1, 1024), warmup=st.integers(1, 40), steps=st.integers(1, 80))
+def test_the_optimiser_follows_the_schedule_step_by_step(d_model, warmup, steps):
+    """make_optimizer + noam_scheduler: the rate used by the k-th optimiser step is lr(k), steps from 1."""
+    model = nn.Linear(2, 2)
+    config = TransformerConfig.tiny(d_model=8, warmup_steps=warmup).with_(d_model=d_model, h=1)
+    optimizer = make_optimizer(model, config)
+    scheduler = noam_scheduler(optimizer, config)
+    for k in range(1, steps + 1):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(noam_lr(k, d_model, warmup), rel=FLOAT64.rtol), k
+        optimizer.step()
+        scheduler.step()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dropout
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.claim("train.dropout-train-vs-eval", kind="exact")
+@given(config=model_configs(), p_drop=st.floats(0.05, 0.9), attn_dropout=st.floats(0.0, 0.9), seed=seeds)
+def test_eval_mode_is_deterministic_and_equals_the_p0_model(config, p_drop, attn_dropout, seed):
+    """In eval mode two calls agree bit for bit and equal the same weights with p = 0; in training mode the
+    output changes from call to call."""
+    torch.manual_seed(seed)
+    model = Transformer(config.with_(p_drop=p_drop, attn_dropout=attn_dropout)).double()
+    still = Transformer(config).double().eval()
+    still.load_state_dict(model.state_dict())
+    g = torch.Generator().manual_seed(seed)
+    src, tgt = torch.randint(0, config.src_vocab_size, (2, 7), generator=g), torch.randint(0, config.tgt_vocab_size, (2, 7), generator=g)
+    model.eval()
+    first = model(src, tgt)
+    assert torch.equal(first, model(src, tgt)), "eval mode must be deterministic"
+    torch.testing.assert_close(first, still(src, tgt), **TOL)
+    model.train()
+    assert not torch.equal(model(src, tgt), model(src, tgt)), "training mode should drop something"
+
+
+@pytest.mark.claim("train.dropout-expectation", kind="statistical")
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_inverted_dropout_keeps_the_expectation(p, measure):
+    """The model's embedding dropout in training mode: each entry becomes 0 or (eval value) / (1 - p), exactly;
+    the share of zeros is p (exact binomial test) and the mean of train/eval ratios is 1 (Hoeffding bound
+    for values in [0, 1/(1-p)]). Each test at 5e-7: false-alarm rate <= 1e-6."""
+    config = TransformerConfig.tiny(vocab_size=50, d_model=256, h=1, p_drop=p, pad_id=None)
+    torch.manual_seed(0)
+    embed = InputEmbedding(config, 50).double()
+    ids = torch.randint(0, 50, (16, 256))
+    with torch.no_grad():
+        kept_value = embed.eval()(ids)  # (B, S, D), no dropout
+    with torch.no_grad():
+        ratio = (embed.train()(ids) / kept_value).flatten()
+    n, scale = ratio.numel(), dropout_scale(p)
+    zero = ratio == 0
+    torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **TOL)
+    zeros = scipy.stats.binomtest(int(zero.sum()), n, p)
+    half_width = scale * math.sqrt(math.log(2 / (FALSE_ALARM_RATE / 2)) / (2 * n))
+    mean = float(ratio.detach().mean())
+    interval = zeros.proportion_ci(confidence_level=1 - FALSE_ALARM_RATE / 2)
+    measure("dropped_fraction", int(zero.sum()) / n, interval=[interval.low, interval.high],
+            confidence=1 - FALSE_ALARM_RATE / 2, n=n, p=p)
+    measure("mean_train_over_eval", mean, interval=[mean - half_width, mean + half_width],
+            confidence=1 - FALSE_ALARM_RATE / 2, n=n, expected=1.0, p=p, kept_scale=scale)
+    assert zeros.pvalue > FALSE_ALARM_RATE / 2, f"dropped {int(zero.sum()) / n:.4f}, expected {p}"
+    assert abs(mean - 1.0) <= half_width, f"mean ratio {mean:.4f} is not 1 within {half_width:.4f}"
+
+
+def _watch_one_pass(model: Transformer, run) -> dict:
+    """One training-mode pass, watched by hooks. Returns the stochastic sites (leaf modules whose output changes
+    when run again on the same input) with what went in and out, the outputs of every attention and
+    feed-forward sub-layer, and, per residual block, its input x, output, norm input and dropout output."""
+    seen = dict(sites={}, sublayer_outputs=[], blocks={})
+    hooks = []
+
+    def check(module, args, out):
+        if not torch.equal(module.forward(*args), out):
+            seen["sites"][module] = dict(input=args[0], output=out)
+
+    def keep(name, key, value, **more) -> None:  # a forward hook must return None, or it replaces the output
+        seen["blocks"].setdefault(name, {}).update({key: value, **more})
+
+    for name, module in model.named_modules():
+        if not list(module.children()):
+            hooks.append(module.register_forward_hook(check))
+        if isinstance(module, (MultiHeadAttention, PositionwiseFeedForward)):
+            hooks.append(module.register_forward_hook(lambda m, a, out: seen["sublayer_outputs"].append(out)))
+        if hasattr(module, "pre_norm"):  # a residual block
+            hooks.append(module.register_forward_hook(lambda m, a, out, n=name: keep(n, "x", a[0], out=out)))
+            hooks.append(module.dropout.register_forward_hook(lambda m, a, out, n=name: keep(n, "drop", out)))
+            hooks.append(module.norm.register_forward_hook(lambda m, a, out, n=name: keep(n, "norm_in", a[0])))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+@pytest.mark.claim("train.dropout-positions", kind="exact")
+@given(config=model_configs(positional=("sinusoidal", "learned")), seed=seeds)
+def test_dropout_sits_on_sublayer_outputs_before_the_add_and_on_embedding_sums(config, seed):
+    """Found by behaviour, the stochastic sites are exactly 2 + 2 N_enc + 3 N_dec: each takes as input the output
+    of one attention or feed-forward sub-layer (once each) or an embedding-plus-position sum, and each
+    residual block adds its dropped sub-layer output to the untouched identity path."""
+    config = config.with_(p_drop=0.5)
+    torch.manual_seed(seed)
+    model = Transformer(config).double().train()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, config.src_vocab_size, (2, 6), generator=g)
+    tgt = torch.randint(0, config.tgt_vocab_size, (2, 5), generator=g)
+    seen = _watch_one_pass(model, lambda: model(src, tgt))
+    site_inputs = [s["input"] for s in seen["sites"].values()]
+    assert len(site_inputs) == 2 + 2 * config.n_encoder_layers + 3 * config.n_decoder_layers, len(site_inputs)
+    for out in seen["sublayer_outputs"]:
+        assert sum(torch.equal(out, x) for x in site_inputs) == 1, "a sub-layer output is not dropped exactly once"
+    with torch.no_grad():
+        for embed, ids in ((model.src_embed, src), (model.tgt_embed, tgt)):
+            summed = embed.token(ids) + embed.position(torch.arange(ids.shape[1])).to(torch.float64)[None]
+            assert sum(torch.equal(summed, x) for x in site_inputs) == 1, "the embedding sum is not dropped once"
+    assert len(seen["sublayer_outputs"]) + 2 == len(site_inputs)
+    assert len(seen["blocks"]) == 2 * config.n_encoder_layers + 3 * config.n_decoder_layers
+    for name, block in seen["blocks"].items():
+        summed = block["out"] if config.norm_placement == "pre" else block["norm_in"]
+        assert torch.equal(summed, block["x"] + block["drop"]), f"{name}: the add does not take the dropped output"
+
+
+@pytest.mark.claim("train.paper-config", "train.dropout-positions", kind="exact")
+@pytest.mark.parametrize("preset,d,d_ff,h,p_drop", [("base", 512, 2048, 8, 0.1), ("big", 1024, 4096, 16, 0.3)])
+def test_presets_carry_the_paper_hyper_parameters(preset, d, d_ff, h, p_drop):
+    """Read from the built model and its optimiser: 6 + 6 layers, widths, heads, P_drop on every dropout, the
+    rate peaking at step 4000, Adam (0.9, 0.98) with eps 1e-9, and label smoothing 0.1 on the true token."""
+    with torch.device("meta"):
+        config = getattr(TransformerConfig, preset)()
+        model = Transformer(config)
+    assert len(model.encoder.layers) == len(model.decoder.layers) == 6
+    assert model.tgt_embed.token.weight.shape[1] == d
+    layer = model.encoder.layers[0]
+    assert layer.feed_forward.w_1.out_features == d_ff and layer.self_attn.h == h
+    drops = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 2 + 2 * 6 + 3 * 6 and set(drops) == {p_drop}
+    optimizer = make_optimizer(model, config)
+    group = optimizer.param_groups[0]
+    assert group["betas"] == (0.9, 0.98) and group["eps"] == 1e-9
+    scheduler = noam_scheduler(optimizer, config)
+    rates = [scheduler.lr_lambdas[0](k - 1) for k in (3999, 4000, 4001)]
+    assert rates[1] > rates[0] and rates[1] > rates[2] and rates[1] == pytest.approx((d * 4000) ** -0.5)
+    smoothed = LabelSmoothingLoss(config.tgt_vocab_size, config.label_smoothing).smoothed_targets(torch.tensor([5]))
+    assert smoothed[0, 5] == pytest.approx(0.9) and smoothed.sum() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# BERT: [MASK] tokens versus key masking
+# ---------------------------------------------------------------------------------------------------
+
+def _encode_without_residuals(model: Transformer, src, key_allowed) -> torch.Tensor:
+    """The encoder's own sub-modules and norms (post-LN order) with the residual adds removed."""
+    from transformer import key_padding_mask
+
+    allowed = key_padding_mask(key_allowed)
+    y = model.src_embed(src)
+    for layer in model.encoder.layers:
+        y = layer.attn_block.norm(layer.self_attn(y, y, y, allowed))
+        y = layer.ff_block.norm(layer.feed_forward(y))
+    return y
+
+
+@pytest.mark.claim("bert.mask-token-vs-attention-mask", kind="exact")
+@given(config=model_configs(positional=("sinusoidal", "learned"), norm_placement=("post",)), batch=st.integers(1, 3),
+       length=st.integers(2, 7), i=st.integers(0, 6), seed=seeds)
+def test_key_masking_leaks_a_token_to_its_own_position_through_the_residual(config, batch, length, i, seed):
+    """Hide token i only as a key (BERT-style encoder: learned or sinusoidal positions, embedding LayerNorm):
+    changing it changes position i's output (a leak) and nothing else. With the queries zeroed the leak
+    remains, and removing the residual adds then removes it: the residual carries it. Replacing token i by
+    [MASK] instead leaves no trace of it anywhere."""
+    config = config.with_(embedding_norm=True, activation="gelu")
+    i %= length
+    torch.manual_seed(seed)
+    model = Transformer(config).double().eval()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(1, config.src_vocab_size, (batch, length), generator=g)
+    other = src.clone()
+    other[:, i] = src[:, i] % (config.src_vocab_size - 1) + 1  # a different real token
+    other[:, i] = torch.where(other[:, i] == src[:, i], 1 + other[:, i] % (config.src_vocab_size - 1), other[:, i])
+    hidden = torch.ones(batch, length, dtype=torch.bool)
+    hidden[:, i] = False
+    rest = [j for j in range(length) if j != i]
+
+    def leak(encode):
+        with torch.no_grad():
+            gap = (encode(src, hidden) - encode(other, hidden)).abs()  # (B, S, D)
+        return gap[:, i].amax(dim=-1), gap[:, rest].amax() if rest else torch.tensor(0.0)
+
+    at_i, elsewhere = leak(model.encode)
+    assert (at_i > 1e-6).all() and elsewhere <= FLOAT64_DEEP.atol, (at_i, elsewhere)
+    with torch.no_grad():
+        for layer in model.encoder.layers:
+            layer.self_attn.w_q.weight.zero_()
+            layer.self_attn.w_q.bias.zero_()
+    through_residual, _ = leak(model.encode)
+    without_residual, _ = leak(lambda s, a: _encode_without_residuals(model, s, a))
+    assert (through_residual > 1e-6).all(), f"no leak with the queries zeroed: {through_residual}"
+    assert (without_residual <= FLOAT64_DEEP.atol).all(), f"a leak without the residual: {without_residual}"
+    masked_token = 0  # [MASK]: a token id of its own
+    with torch.no_grad():
+        replaced = lambda s: model.encode(torch.where(hidden, s, masked_token))  # noqa: E731
+        assert torch.equal(replaced(src), replaced(other)), "[MASK] replacement should leave no trace of the token"
+
+
+@pytest.mark.claim("bert.mask-token-vs-attention-mask", kind="counterexample")
+def test_key_masking_leak_concrete_case(measure):
+    """Tiny BERT-style encoder, seed 0: the size of the leak at the hidden position, through each path."""
+    config = TransformerConfig.tiny(vocab_size=11, positional="learned", embedding_norm=True, activation="gelu",
+                                    pad_id=None)
+    torch.manual_seed(0)
+    model = Transformer(config).double().eval()
+    src, other = torch.tensor([[3, 5, 7, 2]]), torch.tensor([[3, 9, 7, 2]])
+    hidden = torch.tensor([[True, False, True, True]])
+    with torch.no_grad():
+        gap = (model.encode(src, hidden) - model.encode(other, hidden)).abs().amax(dim=-1)[0]
+        no_res = (_encode_without_residuals(model, src, hidden) - _encode_without_residuals(model, other, hidden))
+    measure("counterexample", {"src": src.tolist(), "changed_to": other.tolist(), "key_allowed": hidden.tolist(),
+                               "max_abs_change_per_position": gap.tolist(),
+                               "max_abs_change_at_1_without_residual_queries_kept": float(no_res.abs()[0, 1].max())})
+    assert gap[1] > 1e-3 and float(gap[[0, 2, 3]].max()) <= FLOAT64_DEEP.atol
