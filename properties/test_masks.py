@@ -15,8 +15,8 @@ Property -> bug it kills:
   dropped on one path.
 - test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing (every implementation,
   float32/16/bf16) -> a -inf fill (NaN from -inf - -inf), a finite fill without zeroing the weights
-  afterwards (the row then averages the masked values), NaN gradients through an empty row, a -1e9
-  fill in float16 (it overflows: torch refuses it).
+  afterwards (the row then averages the masked values), NaN gradients through an empty row (even a
+  NaN that a later masked_fill zeroes: a -inf fill), a -1e9 fill in float16 (torch refuses it).
 - test_masked_weights_are_exactly_zero_in_half_precision (every implementation) -> a fill that
   overflows or is not small enough in float16/bfloat16 (-1e4 is not -inf after the scale), softmax
   computed in half precision without max subtraction, masks cast to the scores' dtype and added.
@@ -40,6 +40,7 @@ Property -> bug it kills:
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -121,13 +122,17 @@ def test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding(atte
 def test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing(attention_impl, case, dtype, seed):
     """mask.fully-masked-row: in float32, float16 and bfloat16 a query whose keys are all masked gets
     a finite output that does not depend on any key or value (it reads nothing), and every gradient
-    is finite."""
+    is finite, the intermediate ones included (autograd's anomaly mode checks each backward step for
+    NaN: a NaN that a later masked_fill happens to zero is still a NaN in the graph)."""
     layout, allowed = case
     q, k, v = (t.requires_grad_() for t in qkv(layout, seed, dtype))
-    out, _ = attention_impl(q, k, v, allowed)
-    dead = ~live_rows(allowed, (*layout[:3], layout[3]))
-    assert out.isfinite().all(), f"{dtype}: non-finite outputs in rows {dead.nonzero().tolist()[:4]}"
-    out.float().square().sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "anomaly detection has been enabled"
+        with torch.autograd.detect_anomaly(check_nan=True):
+            out, _ = attention_impl(q, k, v, allowed)
+            dead = ~live_rows(allowed, (*layout[:3], layout[3]))
+            assert out.isfinite().all(), f"{dtype}: non-finite outputs in rows {dead.nonzero().tolist()[:4]}"
+            out.float().square().sum().backward()
     for name, t in zip("qkv", (q, k, v)):
         assert t.grad.isfinite().all(), f"{dtype}: non-finite gradient w.r.t. {name}"
     with torch.no_grad():
@@ -152,6 +157,23 @@ def test_masked_weights_are_exactly_zero_in_half_precision(attention_impl, case,
     expected, _ = reference_attention(q, k, v, allowed)
     tol = BY_DTYPE[dtype]
     torch.testing.assert_close(out.double(), expected, rtol=tol.rtol, atol=tol.atol)
+
+
+@pytest.mark.claim("mask.low-precision-fill", kind="counterexample")
+def test_the_tutorial_fill_minus_1e9_does_not_fit_in_float16(measure):
+    """mask.low-precision-fill, its condition: the fill must come from the dtype (finfo.min, or -inf
+    with the weights zeroed afterwards). The literal -1e9 of many tutorials exceeds float16's range
+    (65504): torch refuses the fill, and the rounded value is -inf (NaN on an empty row)."""
+    scores = torch.zeros(1, 2, dtype=torch.float16)
+    blocked = torch.tensor([[True, False]])
+    with pytest.raises(RuntimeError, match="overflow"):
+        scores.masked_fill(blocked, -1e9)
+    assert torch.tensor(-1e9).to(torch.float16).item() == -math.inf
+    fill = torch.finfo(torch.float16).min
+    weights = torch.softmax(scores.masked_fill(blocked, fill), -1)
+    measure("counterexample", {"fill": -1e9, "dtype": "float16", "float16_max": torch.finfo(torch.float16).max,
+                               "as_float16": "-inf"}, finfo_min_weights=weights.tolist())
+    assert weights.tolist() == [[0.0, 1.0]]
 
 
 @pytest.mark.claim("mask.causal-future-invariance", kind="exact")
