@@ -15,7 +15,7 @@ Property -> bug it kills:
   sum or after the norm instead of on the sub-layer output, dropout on the token embedding before the
   position code is added, a missing or extra dropout site, dropout on the identity path.
 - test_presets_carry_the_paper_hyper_parameters -> a preset with wrong sizes, P_drop, warmup or Adam
-  settings; make_optimizer ignoring the configured betas or eps.
+  settings; make_optimizer ignoring the configured betas or eps; label smoothing leaking mass onto padding.
 - test_key_masking_leaks_a_token_to_its_own_position_through_the_residual -> (a property of the
   architecture, kept as a guard) a key padding mask that is not applied to every layer, or a residual
   path that is missing.
@@ -202,7 +202,7 @@ def test_dropout_sits_on_sublayer_outputs_before_the_add_and_on_embedding_sums(c
 @pytest.mark.parametrize("preset,d,d_ff,h,p_drop", [("base", 512, 2048, 8, 0.1), ("big", 1024, 4096, 16, 0.3)])
 def test_presets_carry_the_paper_hyper_parameters(preset, d, d_ff, h, p_drop):
     """Read from the built model and its optimiser: 6 + 6 layers, widths, heads, P_drop on every dropout, the
-    rate peaking at step 4000, Adam (0.9, 0.98) with eps 1e-9, and label smoothing 0.1 on the true token."""
+    rate peaking at step 4000, Adam (0.9, 0.98) with eps 1e-9, and label smoothing 0.1 (none of it on padding)."""
     with torch.device("meta"):
         config = getattr(TransformerConfig, preset)()
         model = Transformer(config)
@@ -220,6 +220,7 @@ def test_presets_carry_the_paper_hyper_parameters(preset, d, d_ff, h, p_drop):
     assert rates[1] > rates[0] and rates[1] > rates[2] and rates[1] == pytest.approx((d * 4000) ** -0.5)
     smoothed = LabelSmoothingLoss(config.tgt_vocab_size, config.label_smoothing).smoothed_targets(torch.tensor([5]))
     assert smoothed[0, 5] == pytest.approx(0.9) and smoothed.sum() == pytest.approx(1.0)
+    assert smoothed[0, config.pad_id] == 0, "label smoothing must not put mass on padding"
 
 
 # ---------------------------------------------------------------------------------------------------
