@@ -217,8 +217,19 @@ def run_mutant(mutant: Mutant, base: Path, work: Path, *, durations_file: Path, 
         apply_patches(copy, mutant)
         env_extra = {"MUTATION_PRIORITY": json.dumps(priority_patterns(mutant, previous)),
                      "MUTATION_DURATIONS": str(durations_file)}
-        status, result, output = run_pytest(copy, ["-x", "-p", "no:xdist"], timeout=timeout, env_extra=env_extra)
-        _check_guard(status, result, output, f"mutant {mutant.id}")
+        status, result, phase_one = 0, {}, False
+        if previous.get(mutant.id):
+            phase_one = True
+            # Last time's killer alone first: collecting one module instead of the whole suite saves
+            # most of a run's start-up. Any other outcome (passes, or the test is gone) -> whole suite.
+            status, result, output = run_pytest(copy, ["-x", "-p", "no:xdist", previous[mutant.id]],
+                                                timeout=timeout, env_extra=env_extra)
+            _check_guard(status, result, output, f"mutant {mutant.id}")
+            (copy / ".mutation-result.json").unlink(missing_ok=True)
+        killed_alone = status is None or (status == 1 and result.get("first_failure"))
+        if not (phase_one and killed_alone):
+            status, result, output = run_pytest(copy, ["-x", "-p", "no:xdist"], timeout=timeout, env_extra=env_extra)
+            _check_guard(status, result, output, f"mutant {mutant.id}")
         first = result.get("first_failure")
         if status is None:
             killed, killed_by, message = True, f"timeout after {timeout:.0f} s", first and first.get("message")
