@@ -9,13 +9,16 @@ the parallel pass agree with the sequential ones.
 Property -> bug it kills:
 - test_parallel_recomputed_and_cached_decoding_agree_at_every_step -> position offset not advanced in
   incremental decoding (sinusoidal, learned, rotary and ALiBi positions are drawn); cache concatenated
-  on the wrong axis, or new keys put before the old ones (multi-token chunks are drawn); causal
-  diagonal off by one either way; causal mask skipped on the cached path or on the parallel path;
-  source padding mask lost on one path; target padding not carried in the cache.
+  on the wrong axis, or new keys put before the old ones (multi-token chunks are drawn); a causal mask
+  that lets a query see the next token; causal mask skipped on the cached path (multi-token chunks) or
+  on the parallel path; source padding mask lost on one path; target padding not carried in the cache.
 - test_without_the_causal_mask_the_parallel_pass_disagrees_with_incremental_decoding -> a causal mask
   hard-wired inside the decoder layers (then the mask passed by `decode` would not be what makes
-  training and inference agree, and an encoder-style call would silently be causal).
+  training and inference agree); a causal mask that hides a query's own position (all three decoding
+  paths agree on that bug, but the last position no longer sees what an unmasked pass sees).
 - test_the_decoder_needs_the_causal_mask_concrete_case -> the same, on one recorded example.
+- test_greedy_generation_takes_one_step_per_token_and_one_parallel_pass_reproduces_it -> generation
+  that re-feeds the whole prefix to the cache, a cached and an uncached greedy path that disagree.
 - test_one_parallel_pass_is_faster_than_sequential_steps -> a training path that decodes position by
   position (the advertised parallelism missing); records the measured speed ratios.
 """
@@ -31,7 +34,7 @@ from hypothesis import strategies as st
 
 from properties.strategies import chunkings, model_configs, padded_token_batches, seeds
 from properties.tolerances import FLOAT64_DEEP
-from transformer import Transformer, TransformerConfig, key_padding_mask
+from transformer import Transformer, TransformerConfig, greedy_decode
 
 TOL = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 
@@ -75,6 +78,26 @@ def test_parallel_recomputed_and_cached_decoding_agree_at_every_step(case):
             start += size
 
 
+@pytest.mark.claim("arch.teacher-forcing-parallel", kind="exact")
+@given(config=model_configs(), batch=st.integers(1, 3), src_len=st.integers(1, 7), steps=st.integers(1, 6),
+       seed=seeds)
+def test_greedy_generation_takes_one_step_per_token_and_one_parallel_pass_reproduces_it(config, batch, src_len,
+                                                                                       steps, seed):
+    """Greedy generation calls the decoder once per new token (with or without a cache, same tokens), and one
+    parallel masked pass over the finished sequence predicts every generated token from its prefix."""
+    model = _model(config, seed)
+    src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=torch.Generator().manual_seed(seed))
+    calls = []
+    hook = model.decoder.register_forward_hook(lambda m, args, out: calls.append(out.shape[1]))
+    cached = greedy_decode(model, src, steps, bos_id=1)
+    hook.remove()
+    assert calls == [1] * steps, f"one single-token decoder call per step expected, got {calls}"
+    assert torch.equal(greedy_decode(model, src, steps, bos_id=1, use_cache=False), cached)
+    with torch.no_grad():
+        parallel = model(src, cached[:, :-1]).argmax(dim=-1)  # (B, steps)
+    assert torch.equal(parallel, cached[:, 1:]), "the parallel pass disagrees with what generation produced"
+
+
 def _distinct_neighbours(tgt: torch.Tensor, vocab: int) -> torch.Tensor:
     """Make token 1 differ from token 0, so that seeing the future actually changes something."""
     tgt = tgt.clone()
@@ -97,7 +120,8 @@ def _unmasked_and_incremental(model: Transformer, src, tgt):
        seed=seeds)
 def test_without_the_causal_mask_the_parallel_pass_disagrees_with_incremental_decoding(config, batch, src_len,
                                                                                         tgt_len, seed):
-    """With the causal mask removed, position 0 already differs from what step-by-step decoding computes."""
+    """With the causal mask removed, position 0 already differs from what step-by-step decoding computes; with
+    one decoder layer the last position, which sees every key anyway, still agrees."""
     model = _model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=g)
@@ -106,6 +130,8 @@ def test_without_the_causal_mask_the_parallel_pass_disagrees_with_incremental_de
     unmasked, incremental = _unmasked_and_incremental(model, src, tgt)
     gap = (unmasked[:, 0] - incremental[:, 0]).abs().amax(dim=-1)  # (B,)
     assert (gap > 1e3 * FLOAT64_DEEP.atol).all(), f"without the mask position 0 still agrees (gap {gap.tolist()})"
+    if config.n_decoder_layers == 1:  # the last query sees every key either way
+        torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **TOL)
 
 
 @pytest.mark.claim("arch.mask-needed-at-inference", kind="counterexample")
