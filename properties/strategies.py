@@ -9,6 +9,8 @@ Sections below are owned by different parts of the suite; add new strategies to 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from hypothesis import strategies as st
 
@@ -209,6 +211,42 @@ def chunkings(draw, *, total: int):
         sizes.append(size)
         left -= size
     return sizes
+
+
+@st.composite
+def non_identity_permutations(draw, *, batch: int, length: int):
+    """Per-example permutations (length >= 2), none of them the identity (an identity row is rolled by one)."""
+    perm = draw(per_example_permutations(batch=batch, length=length))
+    identity = (perm == torch.arange(length)).all(dim=1)
+    perm[identity] = perm[identity].roll(1, dims=1)
+    return perm
+
+
+@dataclass(frozen=True)
+class EncoderDecoderCase:
+    """A model configuration, a seed for its weights, a padded source and target batch, and cache chunk sizes."""
+
+    config: object
+    seed: int
+    src: torch.Tensor           # (B, S)
+    src_allowed: torch.Tensor   # (B, S) bool, True at real tokens; an example may be all padding
+    tgt: torch.Tensor           # (B, T)
+    tgt_allowed: torch.Tensor   # (B, T) bool
+    chunks: tuple[int, ...]     # how the target is fed to a key/value cache
+
+
+@st.composite
+def encoder_decoder_cases(draw, *, configs=None, max_len: int = 7):
+    """An `EncoderDecoderCase`: config first (default `model_configs()`), then batch 1-3, lengths 1-max_len,
+    per-example padding of source and target, and a chunking of the target."""
+    config = draw(configs if configs is not None else model_configs())
+    batch, seed = draw(st.integers(1, 3)), draw(seeds)
+    src, src_allowed = draw(padded_token_batches(vocab_size=config.src_vocab_size, batch=batch,
+                                                 length=draw(st.integers(1, max_len)), seed=seed))
+    tgt, tgt_allowed = draw(padded_token_batches(vocab_size=config.tgt_vocab_size, batch=batch,
+                                                 length=draw(st.integers(1, max_len)), seed=seed + 1))
+    return EncoderDecoderCase(config, seed, src, src_allowed, tgt, tgt_allowed,
+                              tuple(draw(chunkings(total=tgt.shape[1]))))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.strategies import chunkings, model_configs, padded_token_batches, seeds
+from properties.strategies import encoder_decoder_cases, model_configs, seeds
 from properties.tolerances import FLOAT64_DEEP
 from transformer import Transformer, TransformerConfig, greedy_decode
 
@@ -44,23 +44,12 @@ def _model(config: TransformerConfig, seed: int) -> Transformer:
     return Transformer(config).double().eval()
 
 
-@st.composite
-def decoding_cases(draw):
-    """A model, a padded source batch, a padded target batch and how the target is fed to a cache."""
-    config = draw(model_configs())
-    batch, seed = draw(st.integers(1, 3)), draw(seeds)
-    src, src_allowed = draw(padded_token_batches(vocab_size=config.src_vocab_size, batch=batch,
-                                                 length=draw(st.integers(1, 7)), seed=seed))
-    tgt, tgt_allowed = draw(padded_token_batches(vocab_size=config.tgt_vocab_size, batch=batch,
-                                                 length=draw(st.integers(1, 7)), seed=seed + 1))
-    return config, seed, src, src_allowed, tgt, tgt_allowed, draw(chunkings(total=tgt.shape[1]))
-
-
 @pytest.mark.claim("arch.teacher-forcing-parallel", "arch.kv-cache-equivalence", kind="exact")
-@given(case=decoding_cases())
+@given(case=encoder_decoder_cases())
 def test_parallel_recomputed_and_cached_decoding_agree_at_every_step(case):
     """Parallel masked pass == recomputing each prefix == feeding chunks to a KV cache, at every position."""
-    config, seed, src, src_allowed, tgt, tgt_allowed, chunks = case
+    config, seed, src, src_allowed, tgt, tgt_allowed, chunks = (
+        case.config, case.seed, case.src, case.src_allowed, case.tgt, case.tgt_allowed, list(case.chunks))
     model = _model(config, seed)
     with torch.no_grad():
         memory = model.encode(src, src_allowed)

@@ -43,7 +43,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.strategies import gaussian, model_configs, padded_token_batches, per_example_permutations, seeds
+from properties.strategies import (
+    gaussian,
+    model_configs,
+    non_identity_permutations,
+    padded_token_batches,
+    per_example_permutations,
+    seeds,
+)
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
 from transformer import (
     ALiBi,
@@ -108,15 +115,6 @@ def test_without_positions_the_encoder_is_permutation_equivariant(config, batch,
     with torch.no_grad():
         torch.testing.assert_close(model.encode(_take(src, perm), _take(allowed, perm)),
                                    _take(model.encode(src, allowed), perm), **DEEP)
-
-
-@st.composite
-def non_identity_permutations(draw, *, batch: int, length: int):
-    """Per-example permutations, none of them the identity (length >= 2)."""
-    perm = draw(per_example_permutations(batch=batch, length=length))
-    identity = (perm == torch.arange(length)).all(dim=1)
-    perm[identity] = perm[identity].roll(1, dims=1)
-    return perm
 
 
 @pytest.mark.claim("pe.breaks-equivariance", kind="exact")

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from proofs.closed_forms import matmul_flops, tie_saving, transformer_params_from_config
-from properties.strategies import gaussian, model_configs, seeds
+from properties.strategies import encoder_decoder_cases, gaussian, model_configs, seeds
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
 from transformer import Generator, Transformer, TransformerConfig, make_optimizer, noam_scheduler
 
@@ -47,14 +47,10 @@ def _loss(model: Transformer, src, tgt, seed: int) -> torch.Tensor:
     return (log_probs * gaussian(tuple(log_probs.shape), seed)).sum()
 
 
-@st.composite
-def tied_cases(draw):
-    config = draw(model_configs()).with_(tying=draw(st.sampled_from(["decoder", "three-way"])))
-    batch, seed = draw(st.integers(1, 3)), draw(seeds)
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(0, config.src_vocab_size, (batch, draw(st.integers(1, 7))), generator=g)
-    tgt = torch.randint(0, config.tgt_vocab_size, (batch, draw(st.integers(1, 7))), generator=g)
-    return config, seed, src, tgt
+def tied_cases():
+    """Encoder-decoder cases whose config ties the decoder embedding (and maybe the source one) to the generator."""
+    configs = st.builds(lambda c, mode: c.with_(tying=mode), model_configs(), st.sampled_from(["decoder", "three-way"]))
+    return encoder_decoder_cases(configs=configs).map(lambda c: (c.config, c.seed, c.src, c.tgt))
 
 
 @pytest.mark.claim("tie.shared-storage", kind="exact")
