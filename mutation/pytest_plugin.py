@@ -9,6 +9,7 @@ Inert unless ``MUTATION_ROOT`` is set. Then it
   ids containing one of them (the area's hints), then the rest; within each tier, whole modules from
   the fastest to the slowest per the ``MUTATION_DURATIONS`` file, tests of one module together and in
   their order, so module-scoped fixtures are built once;
+* turns hypothesis's shrinking off (the first failing example is enough for a verdict);
 * writes ``MUTATION_RESULT`` (JSON): the first failure (node id and message), the exit status, whether
   every imported ``transformer`` module came from the copy, and, if ``MUTATION_RECORD_DURATIONS`` is
   set, each test's duration.
@@ -50,9 +51,23 @@ def _write(payload: dict) -> None:
         Path(path).write_text(json.dumps(payload, indent=1))
 
 
+def _no_shrinking() -> None:
+    """Derive a profile from the loaded one (the root conftest has loaded ``ci``) without the shrink and
+    explain phases: a mutant is killed by its first failing example; shrinking it to a minimal one
+    (often most of a failing property's time) changes no verdict. Tests decorated with ``@settings``
+    inherit it, as they are imported after this runs."""
+    from hypothesis import Phase, settings
+
+    current = settings.default
+    phases = tuple(p for p in current.phases if p not in (Phase.shrink, Phase.explain))
+    settings.register_profile("mutation-no-shrink", parent=current, phases=phases)
+    settings.load_profile("mutation-no-shrink")
+
+
 def pytest_configure(config):
     if not _ROOT:
         return
+    _no_shrinking()
     import transformer  # noqa: F401  (the import under test)
 
     bad = _outside_copy()
