@@ -27,7 +27,7 @@ import pytest
 GUARD_EXIT = 17  # exit status when the wrong transformer package is imported
 
 _ROOT = os.environ.get("MUTATION_ROOT")
-_state: dict = {"first_failure": None, "durations": {}}
+_state: dict = {"first_failure": None, "durations": {}, "failed": []}
 
 
 def _outside_copy() -> list[str]:
@@ -113,6 +113,8 @@ def pytest_runtest_logreport(report):
     if not _ROOT:
         return
     _state["durations"][report.nodeid] = _state["durations"].get(report.nodeid, 0.0) + report.duration
+    if report.failed and report.nodeid not in _state["failed"]:
+        _state["failed"].append(report.nodeid)
     if report.failed and _state["first_failure"] is None:
         _state["first_failure"] = {"nodeid": report.nodeid, "when": report.when, "message": _message(report)}
 
@@ -128,7 +130,7 @@ def pytest_sessionfinish(session, exitstatus):
     if not _ROOT or _is_worker(session.config):
         return
     payload = {"exitstatus": int(exitstatus), "first_failure": _state["first_failure"],
-               "outside_copy": _outside_copy()}
+               "failed": _state["failed"], "outside_copy": _outside_copy()}
     if os.environ.get("MUTATION_RECORD_DURATIONS"):
         payload["durations"] = _state["durations"]
     _write(payload)

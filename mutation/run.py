@@ -57,6 +57,7 @@ class Result:
     killed_by: str | None
     message: str | None
     seconds: float
+    killers: list[str] | None = None  # with --matrix: every failing test
 
 
 # ---------------------------------------------------------------------------------------------- patches
@@ -209,7 +210,7 @@ def priority_patterns(mutant: Mutant, previous: dict[str, str]) -> list[str]:
 
 
 def run_mutant(mutant: Mutant, base: Path, work: Path, *, durations_file: Path, previous: dict[str, str],
-               timeout: float, keep: bool) -> Result:
+               timeout: float, keep: bool, matrix: bool = False) -> Result:
     start = time.perf_counter()
     copy = work / mutant.id
     clone_copy(base, copy)
@@ -218,7 +219,7 @@ def run_mutant(mutant: Mutant, base: Path, work: Path, *, durations_file: Path, 
         env_extra = {"MUTATION_PRIORITY": json.dumps(priority_patterns(mutant, previous)),
                      "MUTATION_DURATIONS": str(durations_file)}
         status, result, phase_one = 0, {}, False
-        if previous.get(mutant.id):
+        if previous.get(mutant.id) and not matrix:
             phase_one = True
             # Last time's killer alone first: collecting one module instead of the whole suite saves
             # most of a run's start-up. Any other outcome (passes, or the test is gone) -> whole suite.
@@ -228,7 +229,8 @@ def run_mutant(mutant: Mutant, base: Path, work: Path, *, durations_file: Path, 
             (copy / ".mutation-result.json").unlink(missing_ok=True)
         killed_alone = status is None or (status == 1 and result.get("first_failure"))
         if not (phase_one and killed_alone):
-            status, result, output = run_pytest(copy, ["-x", "-p", "no:xdist"], timeout=timeout, env_extra=env_extra)
+            args = ["-p", "no:xdist"] if matrix else ["-x", "-p", "no:xdist"]
+            status, result, output = run_pytest(copy, args, timeout=timeout, env_extra=env_extra)
             _check_guard(status, result, output, f"mutant {mutant.id}")
         first = result.get("first_failure")
         if status is None:
@@ -243,7 +245,7 @@ def run_mutant(mutant: Mutant, base: Path, work: Path, *, durations_file: Path, 
         if not keep:
             shutil.rmtree(copy, ignore_errors=True)
     return Result(mutant.id, mutant.area, mutant.description, mutant.citation, killed, killed_by, message,
-                  round(time.perf_counter() - start, 2))
+                  round(time.perf_counter() - start, 2), result.get("failed") if matrix else None)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -269,6 +271,17 @@ def write_reports(results: list[Result], summary: dict, reports: Path) -> None:
 
 
 KILLERS = "mutation/killers.json"
+
+
+def write_matrix(results: list[Result], reports: Path) -> None:
+    """Which tests kill which mutant (all of them, from runs without -x): redundancy at a glance."""
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "mutants-matrix.json").write_text(json.dumps({r.id: r.killers or [] for r in results}, indent=1) + "\n")
+    lines = ["# Which tests kill which mutant", "", "| mutant | killing tests | tests |", "|---|---|---|"]
+    for r in sorted(results, key=lambda r: len(r.killers or [])):
+        names = sorted({k.split("[")[0] for k in r.killers or []})
+        lines.append(f"| `{r.id}` | {len(r.killers or [])} | " + "<br>".join(f"`{n}`" for n in names) + " |")
+    (reports / "mutants-matrix.md").write_text("\n".join(lines) + "\n")
 
 
 def _previous_killers(repo: Path) -> dict[str, str]:
@@ -297,6 +310,8 @@ def main(argv: list[str] | None = None, *, repo: Path = REPO, catalogue=CATALOGU
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per mutant before it counts as killed by a timeout (default: 3x the unmutated suite + 60)")
     parser.add_argument("--keep", action="store_true", help="keep the mutated copies (printed path)")
+    parser.add_argument("--matrix", action="store_true",
+                        help="no fail-fast: record every test that kills each mutant (slow; writes reports/mutants-matrix.*)")
     parser.add_argument("--save-killers", action="store_true",
                         help=f"after a full run, store each mutant's killer in {KILLERS} (tests to run first next time)")
     args = parser.parse_args(argv)
@@ -335,6 +350,8 @@ def main(argv: list[str] | None = None, *, repo: Path = REPO, catalogue=CATALOGU
     summary = {"total": len(results), "killed": killed, "survived": len(results) - killed, "seconds": seconds,
                "pristine_seconds": round(pristine_seconds, 1), "jobs": args.jobs,
                "by_area": {a: sum(r.area == a for r in results) for a in AREAS}}
+    if args.matrix:
+        write_matrix(results, repo / "reports")
     if not args.only:
         write_reports(results, summary, repo / "reports")
         if args.save_killers:
@@ -361,7 +378,7 @@ def _run_all(selected, repo: Path, work: Path, args) -> tuple[list[Result], floa
     results: dict[str, Result] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         futures = {pool.submit(run_mutant, m, base, work, durations_file=durations_file, previous=previous,
-                               timeout=timeout, keep=args.keep): m for m in selected}
+                               timeout=timeout, keep=args.keep, matrix=args.matrix): m for m in selected}
         for future in concurrent.futures.as_completed(futures):
             try:
                 r = future.result()

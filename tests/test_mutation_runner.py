@@ -103,6 +103,9 @@ def test_runner_reports_killed_and_survived_mutants_with_the_killing_test(tmp_pa
     before = (repo / "reports" / "mutants.json").read_text()
     assert run.main(["--jobs", "1", "--only", "subtracts"], repo=repo, catalogue=(KILLABLE, EQUIVALENT)) == 0
     assert (repo / "reports" / "mutants.json").read_text() == before
+    # --matrix: no fail-fast, every killing test recorded.
+    assert run.main(["--jobs", "1", "--only", "subtracts", "--matrix"], repo=repo, catalogue=(KILLABLE, EQUIVALENT)) == 0
+    assert json.loads((repo / "reports" / "mutants-matrix.json").read_text()) == {"subtracts": ["tests/test_add.py::test_add"]}
 
 
 def test_a_failing_unmutated_suite_is_a_runner_error(tmp_path, monkeypatch):
