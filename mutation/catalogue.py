@@ -286,12 +286,14 @@ CATALOGUE: tuple[Mutant, ...] = (
         "pe-exponent-i-not-2i", "embeddings", "sinusoid frequencies use i/d_model instead of 2i/d_model",
         (Patch(EMB, "    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (d_model/2,)\n",
                "    two_i = torch.arange(0, d_model // 2, dtype=torch.float64)  # (d_model/2,)\n"),),
+        "https://github.com/jadore801120/attention-is-all-you-need-pytorch/issues/32",
     ),
     Mutant(
         "pe-base-log10", "embeddings",
         "log10 where the natural log belongs: frequencies exp(-2i log10(base)/d), an effective base of base^(1/ln 10)",
         (Patch(EMB, "    inv_freq = base ** (-two_i / d_model)\n",
                "    inv_freq = torch.exp(-two_i * math.log10(base) / d_model)\n"),),
+        "https://github.com/maxjcohen/transformer/issues/62",
     ),
     Mutant(
         "pe-on-batch-axis", "embeddings",
@@ -332,6 +334,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     Mutant(
         "residual-missing", "norm", "post-LN sub-layer without its residual: LayerNorm(Dropout(Sublayer(x)))",
         (Patch(LAYERS, POST_LN, "        return self.norm(self.dropout(sublayer(x)))\n"),),
+        "https://github.com/kyegomez/BitNet/issues/32",
     ),
     Mutant(
         "residual-doubled", "norm",
@@ -355,6 +358,7 @@ CATALOGUE: tuple[Mutant, ...] = (
                "            return x\n"
                "        return x * (torch.rand_like(x) >= self.p)\n"),
          Patch(LAYERS, RESIDUAL_DROPOUT, "        self.dropout = _Dropout(p_drop)\n")),
+        "https://github.com/lmjohns3/theanets/pull/123",
     ),
     # ------------------------------------------------------------------ incremental decoding
     Mutant(
