@@ -61,7 +61,7 @@ from proofs.closed_forms import (
     scaled_score_variance_torch_default,
     softmax_off_max_bound,
 )
-from properties.conformance import attention_weights, reference_attention
+from properties.conformance import attention_weights, load_user_implementation, reference_attention
 from properties.strategies import attention_cases, attention_layouts, gaussian, live_rows, seeds
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
 from transformer import MultiHeadAttention
@@ -82,8 +82,8 @@ def qkv(layout, seed, dtype=torch.float64, scale=1.0):
 def scaled_scores(q, k):
     """Scores q.k / sqrt(d_k) as the project's attention applies them, read back from its weights:
     next to a zero key (score 0) key k gets weight w0 with log(w0 / w1) = score. q (..., 1, d), k (..., 1, d)."""
-    _, w = scaled_dot_product_attention(q, torch.cat([k, torch.zeros_like(k)], dim=-2), torch.zeros_like(
-        torch.cat([k, k], dim=-2)))
+    keys = torch.cat([k, torch.zeros_like(k)], dim=-2)  # (..., 2, d)
+    _, w = scaled_dot_product_attention(q, keys, torch.zeros(*keys.shape[:-1], 1, dtype=k.dtype))
     return (w[..., 0].log() - w[..., 1].log()).squeeze(-1)
 
 
@@ -534,3 +534,17 @@ def test_attention_core_flops_table(measure):
             assert table[f"n={n},d={d}"] == attention_core_flops(n, d)
     measure("core_flops", table, closed_form="4 n^2 d")
     assert table["n=512,d=512"] == 4 * table["n=256,d=512"] == 8 * table["n=256,d=256"]
+
+
+def test_attention_impl_option_loads_a_factory_and_refuses_a_malformed_spec():
+    """--attention-impl MODULE:FACTORY: the worked example loads, answers in the documented shape and
+    agrees with the textbook formula; a spec without a colon is a usage error."""
+    impl = load_user_implementation("properties.examples.naive_attention:make_attention")
+    (B, H, n_q, n_k, d), allowed = PADDED_WITH_EMPTY_EXAMPLE
+    q, k, v = qkv((B, H, n_q, n_k, d), 0)
+    out, weights = impl(q, k, v, allowed)
+    expected, expected_weights = reference_attention(q, k, v, allowed)
+    torch.testing.assert_close(out, expected, **TOL)
+    torch.testing.assert_close(weights, expected_weights, **TOL)
+    with pytest.raises(pytest.UsageError, match="MODULE:FACTORY"):
+        load_user_implementation("properties.examples.naive_attention")
