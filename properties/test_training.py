@@ -28,7 +28,7 @@ import math
 import pytest
 import scipy.stats
 import torch
-from hypothesis import given
+from hypothesis import given, note
 from hypothesis import strategies as st
 from torch import nn
 
@@ -297,3 +297,25 @@ def test_key_masking_leak_concrete_case(measure):
                                "max_abs_change_per_position": gap.tolist(),
                                "max_abs_change_at_1_without_residual_queries_kept": float(no_res.abs()[0, 1].max())})
     assert gap[1] > 1e-3 and float(gap[[0, 2, 3]].max()) <= FLOAT64_DEEP.atol
+
+
+@pytest.mark.claim("train.dropout-expectation", kind="exact")
+@given(config=model_configs(), p=st.sampled_from([0.1, 0.3, 0.5]), seed=seeds)
+def test_every_dropout_site_scales_the_units_it_keeps_by_one_over_one_minus_p(config, p, seed):
+    """Inverted dropout at EVERY stochastic site of the model (found by hooks, not by name): each output entry
+    is either 0 or its input times 1/(1 - p), exactly, so E[output] = input and eval needs no rescaling.
+
+    Kills: a hand-written dropout on any sub-layer or embedding that zeroes units but forgets 1/(1 - p)."""
+    config = config.with_(p_drop=p)
+    torch.manual_seed(seed)
+    model = Transformer(config).double().train()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, config.src_vocab_size, (2, 6), generator=g)
+    tgt = torch.randint(0, config.tgt_vocab_size, (2, 5), generator=g)
+    seen = _watch_one_pass(model, lambda: model(src, tgt))
+    assert seen["sites"], "training mode with p_drop > 0 must have stochastic sites"
+    for module, site in seen["sites"].items():
+        x, out = site["input"], site["output"]
+        kept = out != 0
+        note(f"site {type(module).__name__}")
+        torch.testing.assert_close(out[kept], x[kept] * dropout_scale(config.p_drop), **TOL)
