@@ -138,6 +138,16 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
     assert abs(mean - 1.0) <= half_width, f"mean ratio {mean:.4f} is not 1 within {half_width:.4f}"
 
 
+def _training_model_and_batch(config, seed: int):
+    """A float64 model in training mode and a (2, 6) source / (2, 5) target batch, all from one seed."""
+    torch.manual_seed(seed)
+    model = Transformer(config).double().train()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, config.src_vocab_size, (2, 6), generator=g)
+    tgt = torch.randint(0, config.tgt_vocab_size, (2, 5), generator=g)
+    return model, src, tgt
+
+
 def _watch_one_pass(model: Transformer, run) -> dict:
     """One training-mode pass, watched by hooks. Returns the stochastic sites (leaf modules whose output changes
     when run again on the same input) with what went in and out, the outputs of every attention and
@@ -177,11 +187,7 @@ def test_dropout_sits_on_sublayer_outputs_before_the_add_and_on_embedding_sums(c
     of one attention or feed-forward sub-layer (once each) or an embedding-plus-position sum, and each
     residual block adds its dropped sub-layer output to the untouched identity path."""
     config = config.with_(p_drop=0.5)
-    torch.manual_seed(seed)
-    model = Transformer(config).double().train()
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(0, config.src_vocab_size, (2, 6), generator=g)
-    tgt = torch.randint(0, config.tgt_vocab_size, (2, 5), generator=g)
+    model, src, tgt = _training_model_and_batch(config, seed)
     seen = _watch_one_pass(model, lambda: model(src, tgt))
     site_inputs = [s["input"] for s in seen["sites"].values()]
     assert len(site_inputs) == 2 + 2 * config.n_encoder_layers + 3 * config.n_decoder_layers, len(site_inputs)
@@ -307,11 +313,7 @@ def test_every_dropout_site_scales_the_units_it_keeps_by_one_over_one_minus_p(co
 
     Kills: a hand-written dropout on any sub-layer or embedding that zeroes units but forgets 1/(1 - p)."""
     config = config.with_(p_drop=p)
-    torch.manual_seed(seed)
-    model = Transformer(config).double().train()
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(0, config.src_vocab_size, (2, 6), generator=g)
-    tgt = torch.randint(0, config.tgt_vocab_size, (2, 5), generator=g)
+    model, src, tgt = _training_model_and_batch(config, seed)
     seen = _watch_one_pass(model, lambda: model(src, tgt))
     assert seen["sites"], "training mode with p_drop > 0 must have stochastic sites"
     for module, site in seen["sites"].items():
