@@ -49,8 +49,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from properties._cache import computed_once
 from properties.tolerances import FALSE_ALARM_RATE
-from properties.trained_fixtures import computed_once, median_interval
+from properties.trained_fixtures import median_interval
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 
 MECHANISMS = ("additive", "scaled", "unscaled")

@@ -4,7 +4,7 @@ First, a second oracle for the model: `transformer.pretrained` loads the weights
 + `Encoder`, and on generated word sequences (padded batches, two segments) its hidden states and
 attention weights equal Hugging Face `BertModel`'s in float64 to FLOAT64_DEEP (rtol 1e-9, atol 1e-10).
 Then measurements of what training did to the heads, on sentences written for this project
-(`properties.trained_fixtures`), in float32, computed once per run: attn.sparse-rows, heads.specialise,
+(`properties.sentences`, experiments in `properties.bert_experiments`), in float32, computed once per run: attn.sparse-rows, heads.specialise,
 heads.prunable. Nothing is downloaded: the weights and tokenizer come from the installed package.
 
 Property -> bug it kills:
@@ -26,19 +26,26 @@ import pytest
 import torch
 from hypothesis import given
 
-from properties.strategies import sentence_batches
-from properties.tolerances import FALSE_ALARM_RATE, FLOAT64_DEEP
-from properties.trained_fixtures import (
+from properties._cache import computed_once
+from properties.bert_experiments import (
     ATTENTION_SENTENCES,
+    EXPERIMENT_SOURCES,
     PRUNE_SENTENCES,
     attention_measurements,
-    computed_once,
     head_measurements,
-    median_interval,
     minilm_identity,
     offline,
 )
-from transformer.pretrained import bert_config, bert_state_dict_to_ours, load_minilm, minilm_dir, minilm_tokenizer
+from properties.strategies import sentence_batches
+from properties.tolerances import FALSE_ALARM_RATE, FLOAT64_DEEP
+from properties.trained_fixtures import median_interval
+from transformer.pretrained import (
+    bert_config,
+    bert_state_dict_to_ours,
+    load_minilm,
+    minilm_dir,
+    minilm_tokenizer,
+)
 
 offline()  # before anything can import transformers or huggingface_hub
 DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
@@ -72,12 +79,14 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def attention(request):
-    return computed_once(request.config, "minilm-attention", attention_measurements, extra=minilm_identity())
+    return computed_once(request.config, "minilm-attention", attention_measurements, sources=EXPERIMENT_SOURCES,
+                         extra=minilm_identity())
 
 
 @pytest.fixture(scope="session")
 def heads(request):
-    return computed_once(request.config, "minilm-heads", head_measurements, extra=minilm_identity())
+    return computed_once(request.config, "minilm-heads", head_measurements, sources=EXPERIMENT_SOURCES,
+                         extra=minilm_identity())
 
 
 def padded_batch(tokenizer, texts, second_segment_word, extra_padding):

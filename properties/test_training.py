@@ -229,6 +229,28 @@ def test_presets_carry_the_paper_hyper_parameters(preset, d, d_ff, h, p_drop):
     assert smoothed[0, config.pad_id] == 0, "label smoothing must not put mass on padding"
 
 
+@pytest.mark.claim("train.paper-config", kind="exact")
+@given(vocab=st.integers(3, 9), n=st.integers(1, 6), smoothing=st.sampled_from([0.0, 0.1, 0.3]), seed=seeds)
+def test_label_smoothed_loss_is_the_mean_cross_entropy_against_the_smoothed_target(vocab, n, smoothing, seed):
+    """Label smoothing (epsilon_ls = 0.1 in the paper): the loss is the mean, over non-padding positions, of
+    -sum_v q(v) log p(v), where q gives 1 - eps to the label, 0 to padding and eps / (V - 2) to every other token.
+
+    Kills: a flipped sign, padding rows counted or the pad filter inverted, a sum instead of a mean."""
+    g = torch.Generator().manual_seed(seed)
+    log_probs = torch.log_softmax(torch.randn(n, vocab, generator=g, dtype=torch.float64), dim=-1)
+    target = torch.randint(0, vocab, (n,), generator=g)
+    expected, count = 0.0, 0
+    for row, label in zip(log_probs.tolist(), target.tolist()):
+        if label == 0:  # padding position: not scored
+            continue
+        q = [0.0 if v == 0 else (1 - smoothing if v == label else smoothing / (vocab - 2)) for v in range(vocab)]
+        expected -= sum(qv * lp for qv, lp in zip(q, row))
+        count += 1
+    loss = LabelSmoothingLoss(vocab, smoothing, pad_id=0)(log_probs, target)
+    assert loss >= 0
+    assert abs(float(loss) - (expected / count if count else 0.0)) < 1e-12
+
+
 # ---------------------------------------------------------------------------------------------------
 # BERT: [MASK] tokens versus key masking
 # ---------------------------------------------------------------------------------------------------
