@@ -61,13 +61,22 @@ from proofs.closed_forms import (
     scaled_score_variance_torch_default,
     softmax_off_max_bound,
 )
-from properties.conformance import attention_weights, load_user_implementation, reference_attention
-from properties.strategies import attention_cases, attention_layouts, gaussian, live_rows, seeds
+from properties.conformance import (
+    attention_weights,
+    load_user_implementation,
+    reference_attention,
+)
+from properties.strategies import (
+    attention_cases,
+    attention_layouts,
+    gaussian,
+    live_rows,
+    seeds,
+)
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
 from transformer import MultiHeadAttention
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 # (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
 PADDED_WITH_EMPTY_EXAMPLE = ((3, 2, 2, 4, 2), torch.tensor([4, 0, 2])[:, None, None, None] > torch.arange(4))
@@ -148,9 +157,9 @@ def test_attention_is_the_softmax_of_scaled_scores_applied_to_values(attention_i
     out, weights = attention_impl(q, k, v, allowed)
     expected, expected_weights = reference_attention(q, k, v, allowed)
     live = live_rows(allowed, expected_weights.shape)
-    torch.testing.assert_close(out[live], expected[live], **TOL)
+    torch.testing.assert_close(out[live], expected[live], **FLOAT64)
     if weights is not None:
-        torch.testing.assert_close(weights[live], expected_weights[live], **TOL)
+        torch.testing.assert_close(weights[live], expected_weights[live], **FLOAT64)
 
 
 @pytest.mark.claim("attn.convex-combination", kind="exact")
@@ -165,7 +174,7 @@ def test_each_output_row_is_a_convex_combination_of_value_rows(attention_impl, c
     out, returned = attention_impl(q, k, v, allowed)
     for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
         assert (weights >= 0).all(), f"negative weight {weights.min().item()}"
-        torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, n_q, dtype=weights.dtype), **TOL)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, n_q, dtype=weights.dtype), **FLOAT64)
     visible = allowed.expand(B, H, n_q, n_k)[..., None]  # (B, H, S_q, S_k, 1)
     low = torch.where(visible, v[:, :, None], math.inf).amin(-2)  # (B, H, S_q, d)
     high = torch.where(visible, v[:, :, None], -math.inf).amax(-2)
@@ -202,7 +211,7 @@ def test_project_attention_equals_torch_sdpa_with_boolean_and_additive_masks(cas
     q, k, v = qkv(layout, seed)
     torch_mask = torch.zeros(allowed.shape, dtype=q.dtype).masked_fill(~allowed, -math.inf) if additive else allowed
     ours, _ = scaled_dot_product_attention(q, k, v, allowed)
-    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=torch_mask), **TOL)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=torch_mask), **FLOAT64)
 
 
 @pytest.mark.claim("attn.definition", kind="exact")
@@ -224,8 +233,8 @@ def test_multi_head_attention_equals_torch_multihead_attention_with_copied_weigh
     if additive:
         blocked = torch.zeros(blocked.shape, dtype=torch.float64).masked_fill(blocked, -math.inf)
     expected, expected_weights = theirs(query, key, value, attn_mask=blocked, average_attn_weights=False)
-    torch.testing.assert_close(ours(query, key, value, allowed), expected, **TOL)
-    torch.testing.assert_close(ours.last_weights, expected_weights, **TOL)
+    torch.testing.assert_close(ours(query, key, value, allowed), expected, **FLOAT64)
+    torch.testing.assert_close(ours.last_weights, expected_weights, **FLOAT64)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,7 +277,7 @@ def test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_m
         q, k = gaussian((n, 1, d_k), 2024 + d_k), gaussian((n, 1, d_k), 4048 + d_k)
         dots = (q * k).sum(-1).flatten()  # (N,)
         # the model's scores are these dot products over sqrt(d_k) (checked on the first 2000 pairs)
-        torch.testing.assert_close(scaled_scores(q[:2000], k[:2000]), dots[:2000] / math.sqrt(d_k), **TOL)
+        torch.testing.assert_close(scaled_scores(q[:2000], k[:2000]), dots[:2000] / math.sqrt(d_k), **FLOAT64)
         mean, mean_hw = median_of_means(dots, sigma=math.sqrt(d_k), alpha=alpha)
         var, var_hw = median_of_means(dots**2, sigma=math.sqrt(2 * d_k**2 + 6 * d_k), alpha=alpha)
         measure(f"dot_variance_d{d_k}", var, interval=[var - var_hw, var + var_hw], closed_form=d_k,
@@ -455,8 +464,8 @@ def test_folding_the_scale_into_w_q_gives_identical_scores_and_outputs(case, see
         k, v = mha.split_heads(mha.w_k(memory)), mha.split_heads(mha.w_v(memory))
         folded = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0)
         scores = (q @ k.transpose(-2, -1)).masked_fill(~allowed, -math.inf)  # no scale
-    torch.testing.assert_close(mha.last_weights, torch.softmax(scores, -1), **TOL)
-    torch.testing.assert_close(out, mha.w_o(mha.merge_heads(folded)), **TOL)
+    torch.testing.assert_close(mha.last_weights, torch.softmax(scores, -1), **FLOAT64)
+    torch.testing.assert_close(out, mha.w_o(mha.merge_heads(folded)), **FLOAT64)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -544,7 +553,7 @@ def test_attention_impl_option_loads_a_factory_and_refuses_a_malformed_spec():
     q, k, v = qkv((B, H, n_q, n_k, d), 0)
     out, weights = impl(q, k, v, allowed)
     expected, expected_weights = reference_attention(q, k, v, allowed)
-    torch.testing.assert_close(out, expected, **TOL)
-    torch.testing.assert_close(weights, expected_weights, **TOL)
+    torch.testing.assert_close(out, expected, **FLOAT64)
+    torch.testing.assert_close(weights, expected_weights, **FLOAT64)
     with pytest.raises(pytest.UsageError, match="MODULE:FACTORY"):
         load_user_implementation("properties.examples.naive_attention")

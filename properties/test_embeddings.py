@@ -23,7 +23,12 @@ import torch
 
 from proofs.closed_forms import KERAS_UNIFORM_VARIANCE, sinusoid_squared_norm
 from properties.tolerances import FALSE_ALARM_RATE
-from transformer import InputEmbedding, TokenEmbedding, TransformerConfig, sinusoidal_encoding
+from transformer import (
+    InputEmbedding,
+    TokenEmbedding,
+    TransformerConfig,
+    sinusoidal_encoding,
+)
 
 
 @pytest.mark.claim("embed.sqrt-d-scaling", kind="statistical")

@@ -23,7 +23,6 @@ Property -> bug it kills:
 
 from __future__ import annotations
 
-import math
 from unittest import mock
 
 import pytest
@@ -39,8 +38,6 @@ from properties.strategies import attention_cases, gaussian, head_layouts, seeds
 from properties.tolerances import FLOAT64
 from transformer import MultiHeadAttention
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-
 
 @pytest.mark.claim("heads.reshape-equals-loop", kind="exact")
 @pytest.mark.attention_property("reshape-equals-loop")
@@ -54,7 +51,7 @@ def test_all_heads_at_once_equal_each_head_alone(attention_impl, case, seed):
     for h in range(H):
         mask = None if allowed is None else allowed[:, h:h + 1] if allowed.shape[1] == H else allowed
         alone, _ = attention_impl(q[:, h:h + 1], k[:, h:h + 1], v[:, h:h + 1], mask)
-        torch.testing.assert_close(out[:, h:h + 1], alone, **TOL)
+        torch.testing.assert_close(out[:, h:h + 1], alone, **FLOAT64)
 
 
 @pytest.mark.claim("heads.reshape-equals-loop", kind="exact")
@@ -77,7 +74,7 @@ def test_multi_head_attention_equals_a_loop_over_per_head_weight_slices(case, se
             mask = allowed[:, i if allowed.shape[1] == H else 0][:, None]
             head, _ = reference_attention(q[:, None], k[:, None], v[:, None], mask)  # (B, 1, S_q, d_k)
             expected += head[:, 0] @ w["w_o"].T
-        torch.testing.assert_close(mha(query, memory, memory, allowed), expected, **TOL)
+        torch.testing.assert_close(mha(query, memory, memory, allowed), expected, **FLOAT64)
 
 
 def _forward_flops(mha, x) -> int:
@@ -174,12 +171,12 @@ def test_two_heads_return_two_positions_side_by_side_one_head_only_their_average
         for linear, scale in ((mha.w_q, 1000.0), (mha.w_k, 1.0), (mha.w_v, 1.0), (mha.w_o, 1.0)):
             _set(linear, scale * torch.eye(2 * n, dtype=torch.float64))
     with torch.no_grad():
-        torch.testing.assert_close(two(query, tokens, tokens), target, **TOL)
+        torch.testing.assert_close(two(query, tokens, tokens), target, **FLOAT64)
         averaged = one(query, tokens, tokens)
-        torch.testing.assert_close(averaged, (target + target.roll(n, -1)) / 2, **TOL)  # (e_A + e_B)/2 twice
+        torch.testing.assert_close(averaged, (target + target.roll(n, -1)) / 2, **FLOAT64)  # (e_A + e_B)/2 twice
         torch.manual_seed(seed)
         for linear in (one.w_q, one.w_k):
             _set(linear, torch.randn(2 * n, 2 * n, dtype=torch.float64) * 10)
         anything = one(query, tokens, tokens)
-    torch.testing.assert_close(anything[..., :n], anything[..., n:], **TOL)
+    torch.testing.assert_close(anything[..., :n], anything[..., n:], **FLOAT64)
     assert ((anything - target).abs().amax(-1) >= 0.5 - 1e-9).all(), "one head reached (e_A, e_B)"

@@ -41,7 +41,6 @@ from properties.strategies import gaussian, head_layouts, seeds, small_token_mat
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
 from transformer import MultiHeadAttention
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
 # What the (derandomized) hypothesis.find below shrank its search to when this was written: a longer
 # parallel row beats the diagonal, S = [[1, 2], [2, 4]], row 0's diagonal 1 < 2.
 PINNED_COUNTEREXAMPLE = [[1.0], [2.0]]
@@ -96,7 +95,7 @@ def test_shared_or_absent_projections_give_symmetric_scores_and_reversible_weigh
     mha = MultiHeadAttention(d, h, qk_projection=qk).double()
     x = gaussian((batch, n, d), seed)
     scores = captured_scores(mha, x)
-    torch.testing.assert_close(scores, scores.transpose(-2, -1), **TOL)
+    torch.testing.assert_close(scores, scores.transpose(-2, -1), **FLOAT64)
     assert (cycle_defect(mha.last_weights) < 1e-9).all()
 
 

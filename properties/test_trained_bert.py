@@ -48,7 +48,6 @@ from transformer.pretrained import (
 )
 
 offline()  # before anything can import transformers or huggingface_hub
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 LITTLE = 0.1  # a head's removal "changes the output little": < a tenth of the paraphrase distance
 
 
@@ -122,9 +121,9 @@ def test_encoder_with_loaded_weights_matches_transformers_bert(batch, hf_bert, o
     with torch.no_grad():
         ours = our_bert(ids, key_allowed, token_type_ids=types)
         theirs = hf_bert(ids, attention_mask=key_allowed.long(), token_type_ids=types, output_attentions=True)
-    torch.testing.assert_close(ours, theirs.last_hidden_state, **DEEP)
+    torch.testing.assert_close(ours, theirs.last_hidden_state, **FLOAT64_DEEP)
     for layer, (mine, reference) in enumerate(zip(our_bert.attention_weights(), theirs.attentions)):
-        torch.testing.assert_close(mine, reference, **DEEP, msg=lambda m: f"layer {layer} attention: {m}")
+        torch.testing.assert_close(mine, reference, **FLOAT64_DEEP, msg=lambda m: f"layer {layer} attention: {m}")
         assert (mine.masked_select(~key_allowed[:, None, None, :]) == 0).all(), "padded keys got weight"
 
 

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from proofs.closed_forms import dropout_scale, noam_lr, noam_peak
-from properties.strategies import model_configs, seeds
+from properties.strategies import model_configs, seeded_model, seeds
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64, FLOAT64_DEEP
 from transformer import (
     InputEmbedding,
@@ -46,10 +46,6 @@ from transformer import (
     noam_rate,
     noam_scheduler,
 )
-
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
-
 
 # ---------------------------------------------------------------------------------------------------
 # Learning-rate schedule
@@ -104,7 +100,7 @@ def test_eval_mode_is_deterministic_and_equals_the_p0_model(config, p_drop, attn
     model.eval()
     first = model(src, tgt)
     assert torch.equal(first, model(src, tgt)), "eval mode must be deterministic"
-    torch.testing.assert_close(first, still(src, tgt), **TOL)
+    torch.testing.assert_close(first, still(src, tgt), **FLOAT64)
     model.train()
     assert not torch.equal(model(src, tgt), model(src, tgt)), "training mode should drop something"
 
@@ -125,7 +121,7 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
         ratio = (embed.train()(ids) / kept_value).flatten()
     n, scale = ratio.numel(), dropout_scale(p)
     zero = ratio == 0
-    torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **TOL)
+    torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **FLOAT64)
     zeros = scipy.stats.binomtest(int(zero.sum()), n, p)
     half_width = scale * math.sqrt(math.log(2 / (FALSE_ALARM_RATE / 2)) / (2 * n))
     mean = float(ratio.detach().mean())
@@ -277,8 +273,7 @@ def test_key_masking_leaks_a_token_to_its_own_position_through_the_residual(conf
     [MASK] instead leaves no trace of it anywhere."""
     config = config.with_(embedding_norm=True, activation="gelu")
     i %= length
-    torch.manual_seed(seed)
-    model = Transformer(config).double().eval()
+    model = seeded_model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(1, config.src_vocab_size, (batch, length), generator=g)
     other = src.clone()
@@ -342,4 +337,4 @@ def test_every_dropout_site_scales_the_units_it_keeps_by_one_over_one_minus_p(co
         x, out = site["input"], site["output"]
         kept = out != 0
         note(f"site {type(module).__name__}")
-        torch.testing.assert_close(out[kept], x[kept] * dropout_scale(config.p_drop), **TOL)
+        torch.testing.assert_close(out[kept], x[kept] * dropout_scale(config.p_drop), **FLOAT64)

@@ -6,7 +6,6 @@ they do not depend on the real one. One run is a subprocess, to go through pytes
 
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
