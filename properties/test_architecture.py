@@ -1,43 +1,17 @@
-"""Architecture: layer structure, parameter and FLOP counts, residuals, normalisation, cross-attention.
+"""Architecture: what each part of an encoder-decoder layer does, and what it costs.
 
-Claims arch.encoder-layer-structure, arch.param-count, arch.block-cost, arch.ffn-position-wise,
-arch.relu-properties, arch.residual-gradient, arch.residual-rank-collapse, arch.layernorm-per-token,
-arch.batchnorm-batch-dependence, arch.batchnorm-variable-length, arch.norm-placement,
-arch.cross-attention, arch.decoder-vs-encoder-attention. Closed forms come from proofs/closed_forms.py.
+An encoder layer is self-attention then a position-wise feed-forward network (the same two-layer
+network at every position), each wrapped as x + Sublayer(x) with a LayerNorm after (post-LN) or
+before (pre-LN). The residual path keeps the identity in every Jacobian, so gradients and rank survive
+deep stacks that collapse without it. LayerNorm normalises each token over its own features; BatchNorm
+would mix the batch and the padding in. The decoder adds cross-attention, whose keys and values are the
+final encoder output in every layer. Parameter and FLOP counts match the closed forms of
+``proofs/closed_forms.py``.
 
 Statistical properties test a floor p0 on the probability of an event over random initialisations
 with an exact one-sided binomial test: the test fails only if k successes in n seeds would have
 probability below FALSE_ALARM_RATE (1e-6) under p = p0, so a correct model fails with probability
 at most 1e-6 per run. Clopper-Pearson intervals at the same level are recorded.
-
-Property -> bug it kills:
-- test_encoder_layer_is_attention_add_norm_ffn_add_norm -> LayerNorm over the wrong axis, unbiased
-  variance, residual missing or doubled, FFN before attention, dropout active in eval.
-- test_stacked_layers_share_no_parameter_storage -> layers built as [layer] * N.
-- test_parameter_count_matches_the_closed_form, test_paper_presets_match_table_3 -> tying by copy
-  (an extra vocab x d matrix), a missing or extra bias, a missing final norm in pre-LN stacks.
-- test_counted_flops_match_8nd2_plus_4n2d_and_16nd2 -> heads computed on the wrong layout (extra or
-  missing work), an extra projection.
-- test_ffn_output_at_a_position_depends_only_on_that_position -> an FFN mixing positions (a
-  convolution of width > 1, a norm over the sequence).
-- test_relu_gradient_is_one_or_zero_output_nonnegative_and_unbounded,
-  test_half_of_relu_units_are_dead_for_symmetric_inputs -> an activation that is not ReLU (leaky,
-  clamped, GELU when relu is asked for).
-- test_pre_ln_block_jacobian_is_identity_plus_the_sublayer_jacobian -> residual missing or doubled.
-- test_residuals_keep_input_gradients_that_collapse_without -> residual missing (both stacks alike)
-  or doubled (gradients explode).
-- test_attention_stacks_collapse_to_rank_one_without_residuals -> residual missing in attention.
-- test_layernorm_normalises_each_token_over_its_features -> LayerNorm over the wrong axis, BatchNorm
-  in its place, unbiased variance (d_model down to 2 is drawn).
-- test_batchnorm_depends_on_the_batch_and_degenerates_for_one_sample,
-  test_batchnorm_statistics_depend_on_padding_layernorm_does_not -> BatchNorm in LayerNorm's place.
-- test_pre_ln_keeps_an_unnormalised_identity_path_post_ln_does_not -> pre/post placement swapped,
-  residual missing or doubled, a pre-LN stack without its final norm.
-- test_cross_attention_reads_the_final_memory_in_every_layer_and_only_it_carries_the_source,
-  test_masked_memory_positions_have_no_effect_on_the_decoder -> keys/values from the decoder,
-  cross-attention with the wrong mask (or none), the memory of an intermediate encoder layer.
-- test_decoder_self_attention_is_encoder_attention_plus_the_causal_mask -> causal diagonal off by
-  one, a decoder self-attention with its own different scaling or mask polarity.
 """
 
 from __future__ import annotations

@@ -1,45 +1,12 @@
 """Attention mechanics: what softmax(Q K^T / sqrt(d_k)) V is, what its scale does, what it costs.
 
-Claims attn.definition, attn.convex-combination, attn.context-mixing, attn.qk-variance,
-attn.qk-variance-init, attn.softmax-saturation, attn.unscaled-vanishing-gradient,
-attn.faq-softmax-example, attn.scale-folded-into-init, attn.dot-vs-additive-cost, attn.complexity.
+Each output row is a convex combination of the value rows, weighted by a softmax over the keys of
+the scaled query-key scores, so without a mask every input reaches every output. For unit-variance
+entries q.k has variance d_k, and dividing by sqrt(d_k) brings it back to one (at initialisation it is
+one only with variance-1/d_model weights, 1/9 with PyTorch's default); unscaled scores at large d_k
+saturate the softmax into one-hot rows whose gradient vanishes. The scale can as well be folded into
+W^Q. The core costs 4 n^2 d FLOPs and keeps n x n weights; additive attention builds n x n x d_a.
 Tests taking ``attention_impl`` run against every implementation of ``properties/conformance.py``.
-
-Property -> bug it kills:
-- test_attention_is_the_softmax_of_scaled_scores_applied_to_values (every implementation) -> a scale
-  of 1/d_k, of 1/sqrt(d_model) instead of 1/sqrt(d_k) (the multi-head adapters), no scale, an
-  inverted scale; softmax over the query axis; a mask applied after the softmax; a multiplicative
-  0/1 mask; flipped polarity; a per-example mask misaligned with the batch/head layout; heads split
-  or merged without the transpose.
-- test_project_attention_equals_torch_sdpa_with_boolean_and_additive_masks -> the same, checked
-  against PyTorch's fused kernel with both mask dtypes.
-- test_multi_head_attention_equals_torch_multihead_attention_with_copied_weights -> W^K/W^V swapped,
-  output projection skipped, heads split/merged without the transpose, sqrt(d_model) scaling, mask
-  polarity not converted at the nn.MultiheadAttention boundary.
-- test_each_output_row_is_a_convex_combination_of_value_rows -> mask after the softmax (rows no
-  longer sum to 1), softmax over the wrong axis, a multiplicative mask, weights not renormalised.
-- test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows -> a softmax without the max
-  subtraction (exp overflow), a -inf fill giving -inf - -inf = NaN on an empty row, a -1e9 fill
-  that overflows float16.
-- test_every_output_of_unmasked_self_attention_depends_on_every_input -> a causal (or diagonal) mask
-  applied where none was asked for, a padding mask built from a wrong length.
-- test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_makes_it_one -> a scale
-  of 1/d_k, sqrt(d_model), none (the model-read scaled scores must equal q.k / sqrt(d_k)).
-- test_scaled_scores_at_initialisation_have_variance_one_ninth_by_default_and_one_with_xavier_like_weights
-  -> sqrt(d_model) instead of sqrt(d_k) (variance / h), heads split without the transpose (queries
-  mixed across positions change nothing here, but a wrong d_k does), a wrong default init.
-- test_scaling_logits_up_saturates_attention_to_one_hot_and_flattens_its_jacobian -> softmax over the
-  wrong axis (a single query gets weight 1 on every key), no max subtraction (NaN at large scale).
-- test_unscaled_scores_at_d_k_512_give_near_one_hot_rows_and_much_smaller_softmax_gradients -> a scale
-  that is not 1/sqrt(d_k) (the scaled rows would saturate too).
-- test_faq_softmax_example_to_two_decimals -> any scale other than 1/sqrt(d_k), softmax over the
-  wrong axis.
-- test_folding_the_scale_into_w_q_gives_identical_scores_and_outputs -> a scale other than
-  1/sqrt(d_k), a query bias left out of the projection.
-- test_additive_attention_materialises_n_by_n_by_d_a_dot_product_only_n_by_n -> an attention that
-  builds (n, n, d) intermediates (broadcast-multiply-sum instead of a matmul).
-- test_attention_core_costs_4_n_squared_d_flops -> extra or missing matmuls in the core (e.g. the
-  scores computed twice, values multiplied per head in a loop of the wrong size).
 """
 
 from __future__ import annotations

@@ -1,26 +1,9 @@
 """Decoding: one parallel masked pass, step-by-step recomputation and cached incremental decoding agree.
 
-Claims arch.teacher-forcing-parallel, arch.kv-cache-equivalence and arch.mask-needed-at-inference.
 Training computes every target position in one pass under the causal mask; generation produces one
 token at a time, either recomputing the whole prefix or feeding only the new tokens to a key/value
 cache. The three must give the same distribution at every step, and it is the causal mask that makes
-the parallel pass agree with the sequential ones.
-
-Property -> bug it kills:
-- test_parallel_recomputed_and_cached_decoding_agree_at_every_step -> position offset not advanced in
-  incremental decoding (sinusoidal, learned, rotary and ALiBi positions are drawn); cache concatenated
-  on the wrong axis, or new keys put before the old ones (multi-token chunks are drawn); a causal mask
-  that lets a query see the next token; causal mask skipped on the cached path (multi-token chunks) or
-  on the parallel path; source padding mask lost on one path; target padding not carried in the cache.
-- test_without_the_causal_mask_the_parallel_pass_disagrees_with_incremental_decoding -> a causal mask
-  hard-wired inside the decoder layers (then the mask passed by `decode` would not be what makes
-  training and inference agree); a causal mask that hides a query's own position (all three decoding
-  paths agree on that bug, but the last position no longer sees what an unmasked pass sees).
-- test_the_decoder_needs_the_causal_mask_concrete_case -> the same, on one recorded example.
-- test_greedy_generation_takes_one_step_per_token_and_one_parallel_pass_reproduces_it -> generation
-  that re-feeds the whole prefix to the cache, a cached and an uncached greedy path that disagree.
-- test_one_parallel_pass_is_faster_than_sequential_steps -> a training path that decodes position by
-  position (the advertised parallelism missing); records the measured speed ratios.
+the parallel pass agree with the sequential ones: without it the parallel pass sees the future.
 """
 
 from __future__ import annotations
@@ -32,16 +15,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.strategies import (
-    encoder_decoder_cases,
-    model_configs,
-    seeded_model,
-    seeds,
-)
+from properties.strategies import encoder_decoder_cases, model_configs, seeded_model, seeds
 from properties.tolerances import FLOAT64_DEEP
 from transformer import Transformer, TransformerConfig, greedy_decode
-
-
 
 
 @pytest.mark.claim("arch.teacher-forcing-parallel", "arch.kv-cache-equivalence", kind="exact")

@@ -1,24 +1,11 @@
 """Multi-head attention: what splitting into heads computes, costs, and can express.
 
-Claims heads.reshape-equals-loop, heads.same-cost-as-single, heads.low-rank-per-head,
-heads.no-averaging (heads.prunable, heads.specialise and attn.sparse-rows need trained models and live
-elsewhere). The test taking ``attention_impl`` runs against every implementation of
-``properties/conformance.py``.
-
-Property -> bug it kills:
-- test_all_heads_at_once_equal_each_head_alone (every implementation) -> heads split or merged
-  without the transpose (a reshape of (B, S, D) straight to (B, H, S, d_k) mixes positions into
-  heads), a per-head mask applied to the wrong head, a scale computed from the total width.
-- test_multi_head_attention_equals_a_loop_over_per_head_weight_slices -> the same on the model with
-  real weights, a head's W^O slice taken from rows instead of columns, W^K/W^V swapped, a bias
-  dropped, merge_heads concatenating in the wrong order.
-- test_flops_and_parameters_do_not_depend_on_the_number_of_heads (+ table) -> a per-head projection of
-  full width (d_model per head instead of d_model / h), a head loop that recomputes projections.
-- test_each_head_scores_have_rank_at_most_d_head -> heads of the wrong width (no split, or d_model
-  per head), queries and keys taken from the wrong head.
-- test_two_heads_return_two_positions_side_by_side_one_head_only_their_average -> merge without the
-  transpose (the halves land at the wrong positions), heads sharing one set of weights, softmax
-  over the wrong axis.
+Splitting d_model into h heads of width d_model / h and attending in each at once (one reshape) equals
+running each head's slice of W^Q, W^K, W^V alone and concatenating the results before W^O, and it
+costs the same FLOPs and parameters as one head of full width. Each head's score matrix has rank at
+most d_model / h. Heads are concatenated, not averaged: two heads can return two positions side by
+side where one head can only return their average. The test taking ``attention_impl`` runs against
+every implementation of ``properties/conformance.py``.
 """
 
 from __future__ import annotations

@@ -1,40 +1,11 @@
 """Masks and variable length: what padding and causal masks guarantee, in every dtype.
 
-Claims mask.padding-zero-weight, mask.padding-invariance, mask.unmasked-padding-leaks,
-mask.fully-masked-row, mask.low-precision-fill, mask.batch-equals-individual,
-mask.causal-future-invariance. Tests taking ``attention_impl`` run against every implementation of
-``properties/conformance.py``.
-
-Property -> bug it kills:
-- test_padded_keys_get_exactly_zero_weight (every implementation) -> a multiplicative 0/1 mask
-  (masked scores become 0, not -inf), a mask applied after the softmax and renormalised wrongly,
-  flipped polarity, a padding mask broadcast over queries instead of keys, a per-example mask
-  misaligned with the batch/head layout (B != H != S_k in every draw).
-- test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding (every implementation) ->
-  the same, plus a finite fill too small to beat real scores (-1e4 against large scores), a mask
-  dropped on one path.
-- test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing (every implementation,
-  float32/16/bf16) -> a -inf fill (NaN from -inf - -inf), a finite fill without zeroing the weights
-  afterwards (the row then averages the masked values), NaN gradients through an empty row (even a
-  NaN that a later masked_fill zeroes: a -inf fill), a -1e9 fill in float16 (torch refuses it).
-- test_masked_weights_are_exactly_zero_in_half_precision (every implementation) -> a fill that
-  overflows or is not small enough in float16/bfloat16 (-1e4 is not -inf after the scale), softmax
-  computed in half precision without max subtraction, masks cast to the scores' dtype and added.
-- test_causal_attention_ignores_the_future_and_sees_the_present (every implementation) -> causal
-  diagonal off by one either way (j < i hides the present, j <= i + 1 leaks the next token), a
-  transposed causal mask (attending to the future only), a causal mask skipped.
-- test_mask_helpers_follow_their_definitions -> causal_mask off by one or transposed, offset ignored,
-  padding_mask_from_lengths with < vs <=, key_padding_mask broadcasting over queries, combine as OR.
-- test_boolean_mask_equals_its_additive_form_and_float_masks_are_refused -> a float 0/1 mask read as
-  an additive bias (masked keys get +0 instead of -inf) or as allowed = 1.
-- test_without_a_mask_zero_padding_keys_take_weight_exp0_over_z_and_move_outputs -> a wrong scale or
-  softmax axis (the padding weight is no longer exp(0) / Z).
-- test_padded_batch_equals_each_sequence_alone_and_padding_length_does_not_matter (whole model) ->
-  padding mask broadcast over queries, mask misaligned with the batch, cross-attention given the
-  target mask or no memory mask, positions counted from the padded end.
-- test_decoder_ignores_later_tokens_encoder_sees_them (whole model) -> causal mask skipped in the
-  decoder or applied in the encoder, off by one either way (the decoder's own weights must put zero
-  on later keys and positive weight on the present one).
+A padded key gets exactly zero weight, so outputs at real positions ignore what the padding holds and
+how much of it there is, and a padded batch equals each sequence run alone; without a mask, zero
+padding keys still take weight exp(0) / Z. A query with no visible key gets a finite output that reads
+nothing, and the fill value must still mean "never" in float16 and bfloat16. A causal mask hides
+exactly the future: position i sees positions 0..i. Tests taking ``attention_impl`` run against every
+implementation of ``properties/conformance.py``.
 """
 
 from __future__ import annotations
@@ -61,13 +32,7 @@ from properties.strategies import (
 )
 from properties.tolerances import BY_DTYPE, EXACT_ZERO, FLOAT64, FLOAT64_DEEP
 from transformer.attention import scaled_dot_product_attention
-from transformer.masks import (
-    causal_mask,
-    combine,
-    key_padding_mask,
-    padding_mask_from_ids,
-    padding_mask_from_lengths,
-)
+from transformer.masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
 
 PADDING = ("padding", "padding+causal")
 # (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.

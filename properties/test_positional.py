@@ -1,37 +1,12 @@
 """Positional information: what attention cannot see without it, and what the sinusoidal code is.
 
-Claims pe.permutation-equivariance, pe.breaks-equivariance, pe.causal-mask-carries-order,
-pe.sinusoid-shape, pe.relative-by-rotation, pe.dot-depends-on-offset, pe.long-range-decay,
-pe.why-10000, pe.learned-no-extrapolation, pe.rope-relative, pe.alibi-translation-invariant.
-The code is always read back from the model (what `InputEmbedding` adds, what attention computes),
+Without positions an encoder is permutation-equivariant: reordering the tokens only reorders the
+outputs, so word order is invisible (in a decoder the causal mask alone carries it). The sinusoidal
+code is bounded, moves by a fixed rotation when the position shifts by k, and its inner products
+depend only on the offset and fade with distance on average; the base 10000 sets that horizon. A
+learned table stops at its length; rotary scores and ALiBi biases depend only on relative positions.
+The code is always read back from the model (what ``InputEmbedding`` adds, what attention computes),
 never from a formula restated here.
-
-Property -> bug it kills:
-- test_without_positions_the_encoder_is_permutation_equivariant -> heads split or merged without the
-  transpose (positions mixed with features); a causal mask applied in the encoder; a padding mask not
-  aligned with its example; positions injected although positional="none".
-- test_absolute_codes_break_equivariance_for_every_permutation, ..._relative_codes_break_...,
-  test_a_swap_of_two_tokens_breaks_equivariance_concrete_case -> the same code row added at every
-  position, the code added along the batch or feature axis instead of the sequence axis, the code
-  never added, rotary or ALiBi not applied.
-- test_alibi_encoder_stays_equivariant_under_reversal -> an ALiBi bias that is not symmetric in i - j.
-- test_without_positions_the_causal_mask_alone_breaks_equivariance (+ concrete case) -> a decoder
-  whose causal mask is skipped; a causal mask applied inside the layers even when not asked for.
-- test_sinusoidal_code_is_bounded_has_norm_sqrt_half_d_and_geometric_wavelengths -> PE exponent i/d
-  instead of 2i/d, a wrong base, sin/cos swapped or not interleaved, the code added on the wrong axis
-  or the same row for every position, position offset ignored.
-- test_code_at_pos_plus_k_is_a_fixed_rotation_of_the_code_at_pos -> the same bugs, at large positions.
-- test_code_inner_product_depends_only_on_the_signed_offset_and_is_even -> ditto (any non-sinusoid).
-- test_code_similarity_peaks_at_zero_and_decays_on_average, test_code_similarity_is_not_monotone_in_the_offset
-  -> a wrong exponent or base (the window means and the pinned first rise at 43 -> 44 move).
-- test_base_sets_the_similarity_horizon_not_the_collision_distance -> a base that is not applied.
-- test_learned_positions_refuse_lengths_past_the_table_sinusoidal_extend -> a learned table that
-  silently clamps or wraps positions.
-- test_rotary_scores_depend_only_on_relative_position, test_rotary_attention_is_translation_invariant
-  -> rotation on the wrong pairs or with different frequencies for queries and keys, queries and keys
-  rotated at different positions, rotation not applied.
-- test_alibi_attention_is_translation_invariant -> ALiBi bias computed from absolute positions, key
-  positions not offset consistently with the cache.
 """
 
 from __future__ import annotations
@@ -53,14 +28,7 @@ from properties.strategies import (
     seeds,
 )
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
-from transformer import (
-    ALiBi,
-    InputEmbedding,
-    KVCache,
-    MultiHeadAttention,
-    RotaryEmbedding,
-    TransformerConfig,
-)
+from transformer import ALiBi, InputEmbedding, KVCache, MultiHeadAttention, RotaryEmbedding, TransformerConfig
 
 MARGIN = 1e-6  # a real break of equivariance moves outputs by far more; round-off by far less
 

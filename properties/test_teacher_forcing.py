@@ -1,11 +1,8 @@
 """Teacher forcing: one parallel pass over the shifted target trains exactly what generation will ask.
 
-Claim arch.teacher-forcing-parallel (the loss side): during training the decoder reads the target
-shifted right by one, so the prediction scored against token t + 1 is computed from tokens 0..t only,
-exactly the distribution step-by-step generation computes after seeing that prefix.
-
-Bugs this kills: a decoder input that is not shifted (the label leaks into the input), labels
-shifted the wrong way, a loss that scores position t against token t.
+During training the decoder reads the target shifted right by one, so the prediction scored against
+token t + 1 is computed from tokens 0..t only, exactly the distribution step-by-step generation
+computes after seeing that prefix; the one-call training path honours the target padding mask too.
 """
 
 from __future__ import annotations
@@ -19,9 +16,11 @@ from properties.strategies import model_configs, seeded_model, seeds
 from properties.tolerances import FLOAT64_DEEP
 from transformer import teacher_forcing_loss
 
+CONFIGS = model_configs(positional=("sinusoidal",), max_layers=2)
+
 
 @pytest.mark.claim("arch.teacher-forcing-parallel", kind="exact")
-@given(config=model_configs(positional=("sinusoidal",), max_layers=2), batch=st.integers(1, 3), src_len=st.integers(1, 5), tgt_len=st.integers(2, 6), seed=seeds)
+@given(config=CONFIGS, batch=st.integers(1, 3), src_len=st.integers(1, 5), tgt_len=st.integers(2, 6), seed=seeds)
 def test_teacher_forced_scores_equal_the_next_token_distribution_of_each_prefix(config, batch, src_len, tgt_len, seed):
     """Position t of the teacher-forced pass scores token t + 1 with the distribution generation gives after 0..t."""
     model = seeded_model(config, seed)
@@ -43,13 +42,12 @@ def test_teacher_forced_scores_equal_the_next_token_distribution_of_each_prefix(
 
 
 @pytest.mark.claim("arch.teacher-forcing-parallel", kind="exact")
-@given(config=model_configs(positional=("sinusoidal",), max_layers=2, h=2, d_model=8), batch=st.integers(1, 3), tgt_len=st.integers(2, 6), seed=seeds)
+@given(config=model_configs(positional=("sinusoidal",), max_layers=2, h=2, d_model=8), batch=st.integers(1, 3),
+       tgt_len=st.integers(2, 6), seed=seeds)
 def test_target_padding_mask_reaches_the_decoder_in_the_full_forward_pass(config, batch, tgt_len, seed):
     """forward(src, tgt, tgt_key_allowed) equals generator(decode(tgt, encode(src), tgt_key_allowed)): the target
     padding mask is honoured by the one-call training path, e.g. for left-padded targets. (d_model = 8: with
-    d_model = 2 a post-LN LayerNorm leaves only a sign, and a changed token can go unseen.)
-
-    Kills: forward dropping the target mask (padded target tokens then leak into real positions)."""
+    d_model = 2 a post-LN LayerNorm leaves only a sign, and a changed token can go unseen.)"""
     model = seeded_model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, 3), generator=g)

@@ -1,21 +1,11 @@
 """Weight tying: one tensor for the source embedding, the target embedding and the pre-softmax linear.
 
-Claims tie.shared-storage, tie.no-transpose-needed, tie.copy-is-not-tying, tie.nearest-row-wins,
-tie.shared-vocab-cost. Tying means the same storage, not equal values: the checks compare tensor
-identity and data pointers, gradients and optimiser steps, never just values at one moment.
-
-Property -> bug it kills:
-- test_tied_matrices_are_one_tensor_counted_once_with_the_summed_gradient -> tying by copy (equal
-  values, separate storage), a tie that is lost on .double()/.to(), a gradient taken from one use only
-  (for example a detached embedding lookup), a source embedding left untied in three-way mode.
-- test_linear_and_embedding_store_the_same_vocab_by_d_shape -> a generator that transposes the table
-  (x @ E instead of x @ E^T) or keeps a bias it should not have.
-- test_a_copy_drifts_after_one_step_a_shared_tensor_cannot, test_each_tie_saves_vocab_times_d
-  -> tying by copy; a tie mode that ties nothing or the wrong pair.
-- test_with_equal_row_norms_the_embedding_row_wins_its_own_logit, test_unequal_row_norms_let_another_row_win
-  -> a generator reading another matrix than the embedding (a transposed or separate table).
-- test_output_projection_flops_grow_linearly_with_the_vocabulary -> a generator computing more than one
-  projection, or a dense projection whose size does not follow the vocabulary.
+The generator's weight has the embedding table's (vocab, d) shape, so tying needs no transpose. A tied
+tensor is counted once, receives the summed gradient of all its uses and saves vocab x d parameters
+per tie; a copy drifts apart after one optimiser step. With equal row norms a token's own row wins its
+logit, unequal norms let another row win, and the output projection's cost grows linearly with the
+vocabulary. Tying means the same storage, not equal values: the checks compare tensor identity and
+data pointers, gradients and optimiser steps, never just values at one moment.
 """
 
 from __future__ import annotations

@@ -14,24 +14,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from properties.strategies import (
-    gaussian,
-    lengths_with_padding,
-    model_configs,
-    seeded_model,
-    seeds,
-)
+from properties.strategies import gaussian, lengths_with_padding, model_configs, seeded_model, seeds
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
 from tests.torch_reference import copy_attention, torch_decoder, torch_encoder
-from transformer import (
-    MultiHeadAttention,
-    causal_mask,
-    padding_mask_from_lengths,
-)
+from transformer import MultiHeadAttention, causal_mask, padding_mask_from_lengths
 from transformer.attention import scaled_dot_product_attention
 
+# Positions are added to the embeddings only: torch's modules have no rotary or ALiBi attention.
+CONFIGS = model_configs(positional=("sinusoidal",), max_layers=2)
 
-@given(config=model_configs(positional=("sinusoidal",), max_layers=2), batch=st.integers(1, 3), src_len=st.integers(1, 6), seed=seeds, data=st.data())
+
+@given(config=CONFIGS, batch=st.integers(1, 3), src_len=st.integers(1, 6), seed=seeds, data=st.data())
 def test_encoder_matches_torch_transformer_encoder(config, batch, src_len, seed, data):
     """Our encoder stack equals nn.TransformerEncoder with copied weights at every real position."""
     model = seeded_model(config, seed)
@@ -44,7 +37,7 @@ def test_encoder_matches_torch_transformer_encoder(config, batch, src_len, seed,
     torch.testing.assert_close(ours[real], theirs[real], **FLOAT64_DEEP)
 
 
-@given(config=model_configs(positional=("sinusoidal",), max_layers=2), batch=st.integers(1, 3), src_len=st.integers(1, 6), tgt_len=st.integers(1, 6),
+@given(config=CONFIGS, batch=st.integers(1, 3), src_len=st.integers(1, 6), tgt_len=st.integers(1, 6),
        seed=seeds, data=st.data())
 def test_decoder_matches_torch_transformer_decoder(config, batch, src_len, tgt_len, seed, data):
     """Our decoder stack (causal self-attention, cross-attention with memory padding) equals nn.TransformerDecoder."""
@@ -60,7 +53,7 @@ def test_decoder_matches_torch_transformer_decoder(config, batch, src_len, tgt_l
 
 
 @pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
-@given(config=model_configs(positional=("sinusoidal",), max_layers=2), batch=st.integers(1, 3), src_len=st.integers(1, 6), tgt_len=st.integers(1, 6),
+@given(config=CONFIGS, batch=st.integers(1, 3), src_len=st.integers(1, 6), tgt_len=st.integers(1, 6),
        seed=seeds, data=st.data())
 def test_whole_model_matches_torch_nn_transformer(config, batch, src_len, tgt_len, seed, data):
     """Embeddings -> nn.Transformer (copied weights) -> our generator gives our model's log-probabilities."""
