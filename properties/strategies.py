@@ -4,7 +4,8 @@ Shapes are drawn first, then values; valid values are constructed, not filtered 
 ``d_head``, then ``d_model = h * d_head``), so shrinking works bottom-up and failures shrink to the
 smallest configuration that shows them.
 
-Sections below are owned by different parts of the suite; add new strategies to the section you use.
+Sections below group the strategies by what they draw: sizes, seeds and tensors; text; whole models;
+attention inputs; word sequences for the pretrained model.
 """
 
 from __future__ import annotations

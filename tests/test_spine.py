@@ -86,16 +86,6 @@ def test_catalogue_carries_every_inventory_id():
     assert ids and not missing, f"inventory ids missing from claims/*.toml: {missing}"
 
 
-@pytest.mark.skipif(not (ROOT / "../shared/claims-inventory.md").exists(), reason="no shared inventory here")
-def test_inventory_ids_file_matches_the_shared_inventory():
-    from verification.catalogue import read_inventory_ids
-
-    shared = read_inventory_ids(ROOT / "../shared/claims-inventory.md")
-    ours = read_inventory_ids(ROOT / "claims/inventory-ids.txt")
-    assert sorted(ours) == sorted(shared), (
-        f"only in ours: {sorted(set(ours) - set(shared))}; only in the shared inventory: {sorted(set(shared) - set(ours))}")
-
-
 def test_every_seed_question_has_a_gloss():
     catalogue = load_catalogue()
     expected = {f"000:F{i}" for i in range(22)} | {f"004:D{i}" for i in range(1, 32)}

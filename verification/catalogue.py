@@ -230,11 +230,3 @@ def load_questions(directory: str | Path | None = None) -> tuple[dict[str, dict]
     seeds = {s["prefix"]: {k: s.get(k, "") for k in ("file", "title", "title_zh")} for s in data.get("seed", [])}
     questions = {q["id"]: {"en": q.get("en", ""), "zh": q.get("zh", "")} for q in data.get("question", [])}
     return seeds, questions
-
-
-def read_inventory_ids(path: str | Path) -> list[str]:
-    """Ids listed in an inventory: ``inventory-ids.txt`` (one per line) or the markdown inventory's tables."""
-    text = Path(path).read_text(encoding="utf-8")
-    if str(path).endswith(".md"):
-        return re.findall(r"^\|\s*([a-z]+\.[a-z0-9-]+)\s*\|", text, flags=re.MULTILINE)
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
