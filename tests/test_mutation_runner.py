@@ -25,15 +25,15 @@ from mutation.pytest_plugin import GUARD_EXIT
 pytestmark = pytest.mark.skipif("MUTATION_ROOT" in os.environ, reason="inside a mutation run the sources are mutated")
 
 REPO = Path(__file__).resolve().parents[1]
-ISSUE_AREAS = {"scaling", "masks", "heads", "enc-dec", "embeddings", "norm", "decoding", "training", "tokenisers"}
+BUG_AREAS = {"scaling", "masks", "heads", "enc-dec", "embeddings", "norm", "decoding", "training", "tokenisers"}
 
 
 def test_catalogue_has_at_least_35_mutants_with_unique_ids_covering_every_area():
     ids = [m.id for m in CATALOGUE]
     assert len(ids) >= 35
     assert len(set(ids)) == len(ids), "duplicate mutant ids"
-    assert set(AREAS) == ISSUE_AREAS
-    assert {m.area for m in CATALOGUE} == ISSUE_AREAS, "an area of the issue has no mutant"
+    assert set(AREAS) == BUG_AREAS
+    assert {m.area for m in CATALOGUE} == BUG_AREAS, "an area of Transformer bugs has no mutant"
     assert all(m.description and m.patches for m in CATALOGUE)
     assert all(m.citation is None or m.citation.startswith("https://github.com/") for m in CATALOGUE)
 
