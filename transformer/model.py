@@ -104,6 +104,7 @@ class Transformer(nn.Module):
     def encode(self, src: torch.Tensor, src_key_allowed: torch.Tensor | None = None) -> torch.Tensor:
         # src (B, S) -> memory (B, S, d_model)
         check_token_ids(src, self.config.src_vocab_size, "source token ids")
+        _check_source_not_empty(src)
         allowed = self._key_allowed(src, src_key_allowed)
         return self.encoder(self.src_embed(src), None if allowed is None else key_padding_mask(allowed))
 
@@ -144,3 +145,9 @@ class Transformer(nn.Module):
         src_key_allowed = self._key_allowed(src, src_key_allowed)
         memory = self.encode(src, src_key_allowed)
         return self.generator(self.decode(tgt, memory, src_key_allowed, tgt_key_allowed))
+
+
+def _check_source_not_empty(src: torch.Tensor) -> None:
+    # src (B, S): with S = 0 every cross-attention query would have no key, and the decoder would read nothing
+    if src.shape[1] == 0:
+        raise ValueError(f"source sequence is empty (shape {tuple(src.shape)}): there is nothing to encode or attend to")
