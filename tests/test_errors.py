@@ -128,7 +128,8 @@ def test_key_padding_mask_checks():
         key_padding_mask(torch.ones(3, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("bad, message", [(-1, r"found ids in \[-1, 3\]"), (7, r"found ids in \[2, 7\] but the vocabulary has 7")])
+@pytest.mark.parametrize("bad, message", [(-1, r"found ids in \[-1, 3\]"),
+                                          (7, r"found ids in \[2, 7\] but the vocabulary has 7")])
 def test_token_ids_out_of_range(model, bad, message):
     src = torch.tensor([[1, 2, 3]])
     src[0, 0] = bad

@@ -90,25 +90,25 @@ class TransformerConfig:
         return self.d_model // self.h
 
     @classmethod
-    def base(cls, vocab_size: int = 37000, **overrides) -> "TransformerConfig":
+    def base(cls, vocab_size: int = 37000, **overrides) -> TransformerConfig:
         """Table 3, "base": N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1, eps_ls=0.1."""
         return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, **overrides)
 
     @classmethod
-    def big(cls, vocab_size: int = 37000, **overrides) -> "TransformerConfig":
+    def big(cls, vocab_size: int = 37000, **overrides) -> TransformerConfig:
         """Table 3, "big": N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3 (0.1 for EN-FR)."""
         settings = dict(d_model=1024, d_ff=4096, h=16, p_drop=0.3)
         settings.update(overrides)
         return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, **settings)
 
     @classmethod
-    def tiny(cls, vocab_size: int = 11, **overrides) -> "TransformerConfig":
+    def tiny(cls, vocab_size: int = 11, **overrides) -> TransformerConfig:
         """A model small enough for property tests: 2 layers, d_model 8, 2 heads, no dropout."""
         settings = dict(d_model=8, h=2, d_ff=16, n_encoder_layers=2, n_decoder_layers=2, p_drop=0.0, max_len=64)
         settings.update(overrides)
         return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, **settings)
 
-    def with_(self, **changes) -> "TransformerConfig":
+    def with_(self, **changes) -> TransformerConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
