@@ -20,7 +20,7 @@ verify: $(STAMP)
 	$(PY) -m verification.ledger -n $(PYTEST_WORKERS)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov=transformer --cov-branch --cov-report=term --cov-fail-under=90
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov=transformer --cov-branch --cov-report=term --cov-fail-under=90 --ledger-dir reports
 
 mutants: $(STAMP)
 	$(PY) -m mutation.run
