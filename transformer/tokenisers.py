@@ -23,9 +23,9 @@ Byte-level BPE (Sennrich et al. 2016, on bytes as in GPT-2)
       BpeTrainer (a max-heap on (count, reversed pair order)).
     * Encoding: apply the lowest-rank merge present in a word, its leftmost occurrence first, until
       none applies (what ``tokenizers``' BPE model does, with a heap; O(n log n) per word).
-      Decoding skips the special tokens and concatenates the other tokens' bytes; it is lossless on every ``str`` that UTF-8
-      can encode. Lone surrogates (``"\\ud800"``) are not Unicode scalar values, UTF-8 has no encoding
-      for them, and `ByteBPE.encode` rejects them with a ValueError.
+      Decoding skips the special tokens and concatenates the other tokens' bytes; UTF-8 decoding is
+      lossless on every ``str`` that UTF-8 can encode. Lone surrogates (``"\\ud800"``) are not Unicode
+      scalar values, UTF-8 has no encoding for them, and `ByteBPE.encode` rejects them with a ValueError.
 
 WordPiece (Schuster & Nakamura 2012; BERT's encoder)
     * Units: a word's first character stands alone, every later character carries the continuation
@@ -113,19 +113,25 @@ def _to_utf8(text: str) -> bytes:
 
 
 def _checked_ids(ids: Iterable, vocab_size: int) -> list[int]:
-    """Ids as Python ints (anything with ``__index__``: numpy or 0-d torch integers), each in the vocabulary."""
+    """Ids as Python ints, each in the vocabulary; a negative id would otherwise index from the end."""
     out = []
     for position, i in enumerate(ids):
-        try:
-            if isinstance(i, bool):
-                raise TypeError
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError(f"token ids must be integers, got {type(i).__name__} at position {position}") from None
-        if not 0 <= i < vocab_size:
-            raise ValueError(f"token id {i} at position {position} is outside the vocabulary [0, {vocab_size})")
-        out.append(i)
+        index = _as_index(i)  # ints, numpy integers, 0-d integer tensors; not bools, floats or strings
+        if index is None:
+            raise TypeError(f"token ids must be integers, got {type(i).__name__} at position {position}")
+        if not 0 <= index < vocab_size:
+            raise ValueError(f"token id {index} at position {position} is outside the vocabulary [0, {vocab_size})")
+        out.append(index)
     return out
+
+
+def _as_index(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def _merge_pair(symbols: list, pair: tuple, new) -> list:
