@@ -20,7 +20,7 @@ verify: $(STAMP)
 	$(PY) -m verification.ledger -n $(PYTEST_WORKERS)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --claims-strict --cov=transformer --cov-branch --cov-report=term --cov-fail-under=90
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --claims-strict --ledger-dir reports --cov=transformer --cov-branch --cov-report=term --cov-fail-under=90
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

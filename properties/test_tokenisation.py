@@ -2,9 +2,10 @@
 
 The library is configured like `transformer.tokenisers`: a BPE model whose pre-tokeniser splits with
 the same regex and then maps bytes to GPT-2's printable characters (no prefix space, no regex of its
-own), trained by a BpeTrainer that starts from the full 256-byte alphabet; a WordPiece model given the
-same vocabulary, unknown token and word-length limit. Our ids 0..255 follow the library's alphabet
-order, so vocabularies, merges and encodings are compared exactly, id for id.
+own), trained by a BpeTrainer that starts from our four special tokens and the full 256-byte alphabet;
+a WordPiece model given the same vocabulary, unknown token and word-length limit. Our ids follow the
+library's order (special tokens, then its alphabet), so vocabularies, merges and encodings are
+compared exactly, id for id.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from properties.strategies import (
     wordpiece_vocabularies_and_words,
 )
 from transformer.tokenisers import (
+    BPE_BASE_SIZE,
+    BPE_SPECIAL_TOKENS,
+    WORDPIECE_SPECIAL_TOKENS,
     ByteBPE,
     WordPiece,
     split_words,
@@ -68,7 +72,8 @@ def _library_bpe(vocab: dict | None = None, merges: list | None = None) -> Token
 def _library_train_bpe(corpus: list[str], vocab_size: int, min_frequency: int) -> tuple[dict, list]:
     tokenizer = _library_bpe()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=list(BPE_SPECIAL_TOKENS))
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     model = json.loads(tokenizer.to_str())["model"]
     return model["vocab"], [tuple(m) for m in model["merges"]]
@@ -146,7 +151,7 @@ def test_each_bpe_merge_joins_the_most_frequent_pair_and_adds_one_token(corpus, 
     with count >= max(1, min_frequency). Catches a trainer that counts pairs once per distinct word,
     misses overlapping pairs, breaks ties otherwise or stops early.
     """
-    model = train_bpe(corpus, 256 + extra, min_frequency=min_frequency)
+    model = train_bpe(corpus, BPE_BASE_SIZE + extra, min_frequency=min_frequency)
     token_id = {tok: i for i, tok in enumerate(model.vocab)}
     words = _byte_words(corpus)
     for step, (a, b) in enumerate(model.merges):
@@ -157,11 +162,11 @@ def test_each_bpe_merge_joins_the_most_frequent_pair_and_adds_one_token(corpus, 
         by_ids = min(tied, key=lambda p: (token_id[p[0]], token_id[p[1]]))
         assert pair == by_ids, f"step {step}: merged {pair}, expected {by_ids} of the tied {tied}"
         assert best >= min_frequency
-        assert model.vocab[256 + step] == pair[0] + pair[1]
+        assert model.vocab[BPE_BASE_SIZE + step] == pair[0] + pair[1]
         words = _apply(words, pair, pair[0] + pair[1])
-    assert len(model.vocab) == 256 + len(model.merges) == len(set(model.vocab))
+    assert len(model.vocab) == BPE_BASE_SIZE + len(model.merges) == len(set(model.vocab))
     left = max(_pair_counts(words).values(), default=0)
-    assert len(model.vocab) == 256 + extra or left < max(1, min_frequency)
+    assert len(model.vocab) == BPE_BASE_SIZE + extra or left < max(1, min_frequency)
 
 
 @pytest.mark.claim("tok.bpe-merges", kind="exact")
@@ -171,8 +176,8 @@ def test_bpe_training_agrees_with_the_tokenizers_bpe_trainer(corpus, extra, min_
     ``tokenizers.trainers.BpeTrainer``; its tie-break (a max-heap on count, then on the reversed pair of
     ids) is the one our docstring states. Catches any change to counting, ties or stopping.
     """
-    model = train_bpe(corpus, 256 + extra, min_frequency=min_frequency)
-    vocab, merges = _library_train_bpe(corpus, 256 + extra, min_frequency)
+    model = train_bpe(corpus, BPE_BASE_SIZE + extra, min_frequency=min_frequency)
+    vocab, merges = _library_train_bpe(corpus, BPE_BASE_SIZE + extra, min_frequency)
     ours_vocab, ours_merges = _as_library(model)
     assert ours_merges == merges
     assert ours_vocab == vocab
@@ -188,7 +193,7 @@ def test_bpe_encoding_applies_merges_lowest_rank_first_like_tokenizers(corpus, t
     pair first were both tried by hand and fail, on the pinned example every time) and a wrong
     pre-tokeniser.
     """
-    model = train_bpe(corpus, 256 + 40)
+    model = train_bpe(corpus, BPE_BASE_SIZE + 40)
     library = _library_bpe(*_as_library(model))
     for t in [*corpus, text]:
         assert model.encode(t) == library.encode(t).ids, f"text {t!r}"
@@ -209,10 +214,10 @@ def test_bpe_decode_inverts_encode_on_any_unicode_text(corpus, text):
     Catches a decoder that decodes token by token (splitting multi-byte characters), a missing byte
     in the base vocabulary, or a pre-tokeniser that drops whitespace.
     """
-    for model in (train_bpe(corpus, 256 + 30), train_bpe([*corpus, text or "x"], 256 + 30)):
+    for model in (train_bpe(corpus, BPE_BASE_SIZE + 30), train_bpe([*corpus, text or "x"], BPE_BASE_SIZE + 30)):
         ids = model.encode(text)
-        assert set(model.vocab[:256]) == {bytes([b]) for b in range(256)}
-        assert all(0 <= i < len(model.vocab) for i in ids)
+        assert set(model.vocab[BPE_BASE_SIZE - 256:BPE_BASE_SIZE]) == {bytes([b]) for b in range(256)}
+        assert all(BPE_BASE_SIZE - 256 <= i < len(model.vocab) for i in ids)
         assert model.decode(ids) == text
 
 
@@ -223,10 +228,10 @@ def test_bpe_decode_inverts_encode_on_any_unicode_text(corpus, text):
 
 def _first_merges(corpus: list[str]) -> tuple[tuple[str, str], tuple[str, str]]:
     """First merges of both trainers, BPE's as text and WordPiece's as units."""
-    bpe = train_bpe(corpus, 257)
+    bpe = train_bpe(corpus, BPE_BASE_SIZE + 1)
     a, b = bpe.merges[0]
     alphabet = {u for words in _wordpiece_words(corpus) for u in words}
-    wordpiece = train_wordpiece(corpus, 2 + len(alphabet))
+    wordpiece = train_wordpiece(corpus, len(WORDPIECE_SPECIAL_TOKENS) + 1 + len(alphabet))
     return (bpe.vocab[a].decode(), bpe.vocab[b].decode()), wordpiece.merges[0]
 
 
@@ -264,7 +269,7 @@ def test_each_wordpiece_merge_maximises_pair_frequency_over_unit_frequencies(cor
     forgets to update unit frequencies after a merge.
     """
     alphabet = {u for w in _wordpiece_words(corpus) for u in w}
-    model = train_wordpiece(corpus, 1 + len(alphabet) + extra)
+    model = train_wordpiece(corpus, len(WORDPIECE_SPECIAL_TOKENS) + len(alphabet) + extra)
     token_id = {tok: i for i, tok in enumerate(model.vocab)}
     words = _wordpiece_words(corpus)
     for step, (a, b) in enumerate(model.merges):
@@ -273,9 +278,9 @@ def test_each_wordpiece_merge_maximises_pair_frequency_over_unit_frequencies(cor
         tied = [p for p, s in scores.items() if s == best]
         by_ids = min(tied, key=lambda p: (token_id[p[0]], token_id[p[1]]))
         assert (a, b) == by_ids, f"step {step}: merged {(a, b)}, expected {by_ids} of the tied {tied}"
-        assert model.vocab[1 + len(alphabet) + step] == a + b.removeprefix("##")
+        assert model.vocab[len(WORDPIECE_SPECIAL_TOKENS) + len(alphabet) + step] == a + b.removeprefix("##")
         words = _apply(words, (a, b), a + b.removeprefix("##"))
-    assert len(model.vocab) == 1 + len(alphabet) + extra or not _pair_counts(words)
+    assert len(model.vocab) == len(WORDPIECE_SPECIAL_TOKENS) + len(alphabet) + extra or not _pair_counts(words)
 
 
 @pytest.mark.claim("tok.wordpiece-score", kind="counterexample")

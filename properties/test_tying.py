@@ -120,7 +120,8 @@ def test_each_tie_saves_vocab_times_d(config):
 def _tied_generator(table: torch.Tensor) -> Generator:
     """A model whose tied table is set to `table`; returns its generator (which reads the same tensor)."""
     vocab, d = table.shape
-    model = Transformer(TransformerConfig.tiny(vocab_size=vocab, d_model=d, h=1, pad_id=None)).double()
+    config = TransformerConfig.tiny(vocab_size=vocab, d_model=d, h=1, pad_id=None, positional="none")  # any width d
+    model = Transformer(config).double()
     with torch.no_grad():
         model.tgt_embed.token.weight.copy_(table)
     return model.generator

@@ -11,6 +11,7 @@ from transformer import (
     Transformer,
     TransformerConfig,
     causal_mask,
+    greedy_decode,
     key_padding_mask,
     noam_rate,
     padding_mask_from_lengths,
@@ -127,7 +128,8 @@ def test_key_padding_mask_checks():
         key_padding_mask(torch.ones(3, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("bad, message", [(-1, r"found ids in \[-1, 3\]"), (7, r"found ids in \[2, 7\] but the vocabulary has 7")])
+@pytest.mark.parametrize("bad, message", [(-1, r"found ids in \[-1, 3\]"),
+                                          (7, r"found ids in \[2, 7\] but the vocabulary has 7")])
 def test_token_ids_out_of_range(model, bad, message):
     src = torch.tensor([[1, 2, 3]])
     src[0, 0] = bad
@@ -180,3 +182,69 @@ def test_label_smoothing_checks():
 
 def test_causal_mask_shape():
     assert causal_mask(2, 5, offset=3).shape == (1, 1, 2, 5)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("pe_base", 0.0, "pe_base must be a positive number"),
+    ("pe_base", -10000.0, "pe_base must be a positive number"),
+    ("layer_norm_eps", 0.0, "layer_norm_eps must be a positive number"),
+    ("layer_norm_eps", -1e-5, "layer_norm_eps must be a positive number"),
+    ("adam_eps", 0.0, "adam_eps must be a positive number"),
+    ("adam_betas", (1.0, 0.98), r"adam_betas must both be in \[0, 1\), got \(1.0, 0.98\)"),
+    ("adam_betas", (0.9, -0.1), r"adam_betas must both be in \[0, 1\)"),
+    ("adam_betas", (0.9,), r"adam_betas must be a pair"),
+])
+def test_settings_that_would_give_nan_or_fail_later_in_torch_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TransformerConfig.tiny(**{field: value})
+
+
+@pytest.mark.parametrize("positional, d_model, h, message", [
+    ("sinusoidal", 9, 1, "sinusoidal positions need an even d_model, got d_model=9"),
+    ("rope", 9, 1, r"rotary positions need an even per-head width, got d_k=9 \(d_model=9, h=1\)"),
+    ("rope", 6, 2, r"rotary positions need an even per-head width, got d_k=3"),
+])
+def test_odd_widths_are_refused_when_the_config_is_built(positional, d_model, h, message):
+    with pytest.raises(ValueError, match=message):
+        TransformerConfig.tiny(d_model=d_model, h=h, positional=positional)
+
+
+def test_odd_widths_are_fine_where_positions_do_not_pair_dimensions():
+    for positional in ("learned", "alibi", "none"):
+        TransformerConfig.tiny(d_model=9, h=1, positional=positional)
+
+
+def test_lengths_of_an_empty_batch_give_no_mask_length():
+    with pytest.raises(ValueError, match="no lengths to take the mask length from; pass max_len"):
+        padding_mask_from_lengths(torch.tensor([], dtype=torch.long))
+    assert padding_mask_from_lengths(torch.tensor([], dtype=torch.long), max_len=3).shape == (0, 1, 1, 3)
+
+
+@pytest.mark.parametrize("args, message", [((-1,), "n_queries must be >= 0, got -1"),
+                                           ((2, -3), "n_keys must be >= 0, got -3")])
+def test_causal_mask_of_negative_size(args, message):
+    with pytest.raises(ValueError, match=message):
+        causal_mask(*args)
+
+
+def test_attention_value_of_wrong_width(model):
+    attn = model.encoder.layers[0].self_attn
+    with pytest.raises(ValueError, match=r"value must have shape \(batch, seq, d_model=8\), got \(1, 3, 6\)"):
+        attn(torch.zeros(1, 3, 8), torch.zeros(1, 3, 8), torch.zeros(1, 3, 6))
+
+
+def test_an_empty_source_sequence_is_refused(model):
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"source sequence is empty \(shape \(2, 0\)\)"):
+        model.encode(empty)
+    with pytest.raises(ValueError, match="source sequence is empty"):
+        model(empty, torch.ones(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="source sequence is empty"):
+        greedy_decode(model, empty, 3, bos_id=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32])
+def test_narrow_integer_token_ids_give_the_same_answer_as_long(model, dtype):
+    src, tgt = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([[1, 6], [2, 0]])
+    torch.testing.assert_close(model(src.to(dtype), tgt.to(dtype)), model(src, tgt), rtol=0, atol=0)
+    torch.testing.assert_close(greedy_decode(model, src.to(dtype), 3, bos_id=1), greedy_decode(model, src, 3, bos_id=1))

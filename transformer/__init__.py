@@ -18,7 +18,7 @@ Deviations from the paper, said out loud:
 
 from .attention import AdditiveAttention, KVCache, MultiHeadAttention, scaled_dot_product_attention
 from .config import TransformerConfig
-from .decoding import greedy_decode
+from .decoding import Generated, greedy_decode
 from .embeddings import (
     ALiBi,
     InputEmbedding,
@@ -31,6 +31,7 @@ from .embeddings import (
 from .layers import DecoderLayer, EncoderLayer, PositionwiseFeedForward, ResidualSublayer
 from .masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
 from .model import Decoder, DecoderCache, Encoder, Generator, Transformer
+from .tokenisers import ByteBPE, WordPiece, train_bpe, train_wordpiece
 from .training import (
     LabelSmoothingLoss,
     make_optimizer,
@@ -41,11 +42,12 @@ from .training import (
 )
 
 __all__ = [
-    "ALiBi", "AdditiveAttention", "Decoder", "DecoderCache", "DecoderLayer", "Encoder", "EncoderLayer",
-    "Generator", "InputEmbedding", "KVCache", "LabelSmoothingLoss", "LearnedPositionalEmbedding",
+    "ALiBi", "AdditiveAttention", "ByteBPE", "Decoder", "DecoderCache", "DecoderLayer", "Encoder", "EncoderLayer",
+    "Generated", "Generator", "InputEmbedding", "KVCache", "LabelSmoothingLoss", "LearnedPositionalEmbedding",
     "MultiHeadAttention", "PositionwiseFeedForward", "ResidualSublayer", "RotaryEmbedding",
-    "SinusoidalPositionalEncoding", "TokenEmbedding", "Transformer", "TransformerConfig", "causal_mask",
+    "SinusoidalPositionalEncoding", "TokenEmbedding", "Transformer", "TransformerConfig", "WordPiece",
+    "causal_mask",
     "combine", "greedy_decode", "key_padding_mask", "make_optimizer", "noam_rate", "noam_scheduler",
     "padding_mask_from_ids", "padding_mask_from_lengths", "scaled_dot_product_attention", "sinusoidal_encoding",
-    "teacher_forcing_loss", "teacher_forcing_pair",
+    "teacher_forcing_loss", "teacher_forcing_pair", "train_bpe", "train_wordpiece",
 ]

@@ -162,6 +162,7 @@ class MultiHeadAttention(nn.Module):
         # query (B, S_q, d_model), key/value (B, S_k, d_model), allowed -> (B, H, S_q, S_k)
         _check_model_input(query, self.d_model, "query")
         _check_model_input(key, self.d_model, "key")
+        _check_model_input(value, self.d_model, "value")
         q = self.split_heads(self.w_q(query))  # (B, H, S_q, d_k)
         if cache is not None and cache.static and cache.keys is not None:
             k, v = cache.keys, cache.values  # cross-attention: memory projected once

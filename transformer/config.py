@@ -71,6 +71,18 @@ class TransformerConfig:
             )
         if self.pad_id is not None and not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
             raise ValueError(f"pad_id={self.pad_id} is outside the vocabulary")
+        for name in ("pe_base", "layer_norm_eps", "adam_eps"):
+            _check_positive(name, getattr(self, name))
+        _check_adam_betas(self.adam_betas)
+        self._check_positional_width()
+
+    def _check_positional_width(self) -> None:
+        """Sinusoids and rotations pair up dimensions (2i, 2i + 1), so those widths must be even."""
+        if self.positional == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"sinusoidal positions need an even d_model, got d_model={self.d_model}")
+        if self.positional == "rope" and self.d_k % 2:
+            raise ValueError(f"rotary positions need an even per-head width, got d_k={self.d_k} "
+                             f"(d_model={self.d_model}, h={self.h})")
 
     @property
     def d_k(self) -> int:
@@ -78,25 +90,25 @@ class TransformerConfig:
         return self.d_model // self.h
 
     @classmethod
-    def base(cls, vocab_size: int = 37000, **overrides) -> "TransformerConfig":
+    def base(cls, vocab_size: int = 37000, **overrides) -> TransformerConfig:
         """Table 3, "base": N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1, eps_ls=0.1."""
         return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, **overrides)
 
     @classmethod
-    def big(cls, vocab_size: int = 37000, **overrides) -> "TransformerConfig":
+    def big(cls, vocab_size: int = 37000, **overrides) -> TransformerConfig:
         """Table 3, "big": N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3 (0.1 for EN-FR)."""
         settings = dict(d_model=1024, d_ff=4096, h=16, p_drop=0.3)
         settings.update(overrides)
         return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, **settings)
 
     @classmethod
-    def tiny(cls, vocab_size: int = 11, **overrides) -> "TransformerConfig":
+    def tiny(cls, vocab_size: int = 11, **overrides) -> TransformerConfig:
         """A model small enough for property tests: 2 layers, d_model 8, 2 heads, no dropout."""
         settings = dict(d_model=8, h=2, d_ff=16, n_encoder_layers=2, n_decoder_layers=2, p_drop=0.0, max_len=64)
         settings.update(overrides)
         return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, **settings)
 
-    def with_(self, **changes) -> "TransformerConfig":
+    def with_(self, **changes) -> TransformerConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
@@ -104,3 +116,17 @@ class TransformerConfig:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    """A base of 0 or a negative epsilon gives NaN at the first forward or step, not an error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _check_adam_betas(betas: tuple[float, float]) -> None:
+    """Adam's moment decay rates: beta = 1 never forgets, a negative beta is no average (Kingma & Ba 2015, section 2)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"adam_betas must be a pair (beta_1, beta_2), got {betas!r}")
+    if not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"adam_betas must both be in [0, 1), got {tuple(betas)!r}")

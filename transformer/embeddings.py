@@ -43,7 +43,7 @@ class TokenEmbedding(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # ids (B, S) -> (B, S, d_model)
         check_token_ids(ids, self.vocab_size)
-        x = self.lut(ids)
+        x = self.lut(ids.long())  # nn.Embedding indexes with int32 and int64 only; uint8 and int16 are widened
         return x * math.sqrt(self.d_model) if self.scale else x
 
 

@@ -23,6 +23,8 @@ def padding_mask_from_lengths(lengths: torch.Tensor, max_len: int | None = None)
         raise ValueError(f"lengths must be a 1-D integer tensor, got shape {tuple(lengths.shape)} and {lengths.dtype}")
     if (lengths < 0).any():
         raise ValueError("lengths must be non-negative")
+    if max_len is None and lengths.numel() == 0:
+        raise ValueError("no lengths to take the mask length from; pass max_len for an empty batch")
     S = int(lengths.max()) if max_len is None else max_len
     if (lengths > S).any():
         raise ValueError(f"a length exceeds max_len={S}")
@@ -58,6 +60,9 @@ def causal_mask(n_queries: int, n_keys: int | None = None, offset: int = 0, devi
     Shape: -> allowed (1, 1, S_q, S_k).
     """
     n_keys = n_queries if n_keys is None else n_keys
+    for name, size in (("n_queries", n_queries), ("n_keys", n_keys)):
+        if size < 0:
+            raise ValueError(f"{name} must be >= 0, got {size}")
     query_positions = torch.arange(n_queries, device=device)[:, None] + offset  # (S_q, 1)
     key_positions = torch.arange(n_keys, device=device)[None, :]  # (1, S_k)
     return (key_positions <= query_positions)[None, None]  # (1, 1, S_q, S_k)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ class DecoderCache:
     offset: int = 0  # number of target positions already processed
 
     @classmethod
-    def empty(cls, n_layers: int) -> "DecoderCache":
+    def empty(cls, n_layers: int) -> DecoderCache:
         return cls(layers=[LayerCache() for _ in range(n_layers)])
 
 
@@ -104,6 +104,7 @@ class Transformer(nn.Module):
     def encode(self, src: torch.Tensor, src_key_allowed: torch.Tensor | None = None) -> torch.Tensor:
         # src (B, S) -> memory (B, S, d_model)
         check_token_ids(src, self.config.src_vocab_size, "source token ids")
+        _check_source_not_empty(src)
         allowed = self._key_allowed(src, src_key_allowed)
         return self.encoder(self.src_embed(src), None if allowed is None else key_padding_mask(allowed))
 
@@ -140,7 +141,14 @@ class Transformer(nn.Module):
                 tgt_key_allowed: torch.Tensor | None = None) -> torch.Tensor:
         # src (B, S), tgt (B, T) -> log-probabilities (B, T, tgt_vocab)
         if src.dim() != 2 or tgt.dim() != 2 or src.shape[0] != tgt.shape[0]:
-            raise ValueError(f"src and tgt must be (batch, seq) with the same batch, got {tuple(src.shape)} and {tuple(tgt.shape)}")
+            raise ValueError(
+                f"src and tgt must be (batch, seq) with the same batch, got {tuple(src.shape)} and {tuple(tgt.shape)}")
         src_key_allowed = self._key_allowed(src, src_key_allowed)
         memory = self.encode(src, src_key_allowed)
         return self.generator(self.decode(tgt, memory, src_key_allowed, tgt_key_allowed))
+
+
+def _check_source_not_empty(src: torch.Tensor) -> None:
+    # src (B, S): with S = 0 every cross-attention query would have no key, and the decoder would read nothing
+    if src.shape[1] == 0:
+        raise ValueError(f"source sequence is empty (shape {tuple(src.shape)}): there is nothing to encode or attend to")

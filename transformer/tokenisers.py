@@ -1,24 +1,31 @@
 """Byte-level BPE and WordPiece: small trainers and encoders, checked against Hugging Face ``tokenizers``.
 
+Special tokens
+    * Every trained vocabulary starts with four reserved ids: padding 0, BOS 1, EOS 2, unknown 3
+      (`PAD_ID`, `BOS_ID`, `EOS_ID`, `UNK_ID`). Encoding never produces them, not even for a text that
+      spells their names, so the model's default ``pad_id=0`` masks padding and nothing else.
+
 Byte-level BPE (Sennrich et al. 2016, on bytes as in GPT-2)
-    * Base vocabulary: all 256 bytes, so every text has an encoding and nothing is out of vocabulary.
-      Ids 0..255 follow GPT-2's byte order (`BYTE_ORDER`: the 188 printable bytes ``!``..``~``,
-      ``¡``..``¬``, ``®``..``ÿ`` in increasing value, then the other 68 in increasing value). That is
-      the order in which ``tokenizers`` numbers its ByteLevel alphabet, so ids agree with it.
+    * Base vocabulary: the special tokens ``<pad> <s> </s> <unk>``, then all 256 bytes, so every text
+      has an encoding and nothing is out of vocabulary. Ids 4..259 follow GPT-2's byte order
+      (`BYTE_ORDER`: the 188 printable bytes ``!``..``~``, ``¡``..``¬``, ``®``..``ÿ`` in increasing
+      value, then the other 68 in increasing value). That is the order in which ``tokenizers``'
+      BpeTrainer numbers its ByteLevel alphabet after the special tokens, so ids agree with it.
     * Pre-tokenisation (`split_words`): a word is a run of spaces (possibly none) followed by a run of
       non-spaces; spaces at the very end of a text form a word of their own. The words concatenate
       back to the text, and merges never cross a word boundary.
     * Training (`train_bpe`): count words once (a word-frequency table), then repeatedly merge the
       adjacent pair with the highest count, a pair's count being the number of its adjacent
       occurrences (overlapping ones included) weighted by word frequency. Ties go to the pair with the
-      smallest (left id, right id); merged tokens take the next id. Stop at ``vocab_size`` tokens or
+      smallest (left id, right id); merged tokens take the next id (a merge spelling a special
+      token's name gets its own id, unlike in ``tokenizers``). Stop at ``vocab_size`` tokens or
       when no pair occurs at least ``max(1, min_frequency)`` times. This is the rule of ``tokenizers``'
       BpeTrainer (a max-heap on (count, reversed pair order)).
     * Encoding: apply the lowest-rank merge present in a word, its leftmost occurrence first, until
       none applies (what ``tokenizers``' BPE model does, with a heap; O(n log n) per word).
-      Decoding concatenates the tokens' bytes; UTF-8 decoding is lossless on every ``str`` that UTF-8
-      can encode. Lone surrogates (``"\\ud800"``) are not Unicode scalar values, UTF-8 has no encoding
-      for them, and `ByteBPE.encode` rejects them with a ValueError.
+      Decoding skips the special tokens and concatenates the other tokens' bytes; UTF-8 decoding is
+      lossless on every ``str`` that UTF-8 can encode. Lone surrogates (``"\\ud800"``) are not Unicode
+      scalar values, UTF-8 has no encoding for them, and `ByteBPE.encode` rejects them with a ValueError.
 
 WordPiece (Schuster & Nakamura 2012; BERT's encoder)
     * Units: a word's first character stands alone, every later character carries the continuation
@@ -26,7 +33,8 @@ WordPiece (Schuster & Nakamura 2012; BERT's encoder)
     * Training (`train_wordpiece`): merge the pair (a, b) maximising
       score = freq(ab) / (freq(a) freq(b)), with frequencies counted over the current segmentation;
       the merged token is a followed by b without its ``##``. Ties: smallest (left id, right id),
-      ids in vocabulary order (special tokens, then the alphabet sorted by code point, then merges).
+      ids in vocabulary order (``[PAD] [BOS] [EOS] [UNK]`` and any other special tokens, then the
+      alphabet sorted by code point, then merges).
       ``tokenizers``' own WordPieceTrainer merges by frequency (it is its BPE trainer with a ``##``
       prefix), so only the WordPiece encoder has a library oracle.
     * Encoding (`WordPiece.tokenize_word`): greedy longest-match-first from the left; a word with a
@@ -37,6 +45,7 @@ WordPiece (Schuster & Nakamura 2012; BERT's encoder)
 from __future__ import annotations
 
 import heapq
+import operator
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -52,10 +61,17 @@ def _printable(b: int) -> bool:
     return ord("!") <= b <= ord("~") or ord("¡") <= b <= ord("¬") or ord("®") <= b <= ord("ÿ")
 
 
-# BYTE_ORDER[i] is the byte whose token has id i; BYTE_ID is its inverse.
+# The reserved ids, the same in both tokenisers; padding first, so that it is the model's default pad_id.
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+BPE_SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+WORDPIECE_SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
+
+# BYTE_ORDER[i] is the byte whose token has id BPE_BASE_SIZE - 256 + i; BYTE_ID maps a byte to its id.
 BYTE_ORDER: tuple[int, ...] = tuple([b for b in range(256) if _printable(b)] +
                                     [b for b in range(256) if not _printable(b)])
-BYTE_ID: dict[int, int] = {b: i for i, b in enumerate(BYTE_ORDER)}
+BPE_BASE_SIZE = len(BPE_SPECIAL_TOKENS) + 256  # tokens before the first merge
+BYTE_ID: dict[int, int] = {b: len(BPE_SPECIAL_TOKENS) + i for i, b in enumerate(BYTE_ORDER)}
+BPE_BASE_VOCAB: tuple[bytes, ...] = (*(t.encode() for t in BPE_SPECIAL_TOKENS), *(bytes([b]) for b in BYTE_ORDER))
 
 _WORD = re.compile(r" *[^ ]+| +")
 
@@ -96,6 +112,28 @@ def _to_utf8(text: str) -> bytes:
                          f"{err.start}, which UTF-8 cannot encode") from None
 
 
+def _checked_ids(ids: Iterable, vocab_size: int) -> list[int]:
+    """Ids as Python ints, each in the vocabulary; a negative id would otherwise index from the end."""
+    out = []
+    for position, i in enumerate(ids):
+        index = _as_index(i)  # ints, numpy integers, 0-d integer tensors; not bools, floats or strings
+        if index is None:
+            raise TypeError(f"token ids must be integers, got {type(i).__name__} at position {position}")
+        if not 0 <= index < vocab_size:
+            raise ValueError(f"token id {index} at position {position} is outside the vocabulary [0, {vocab_size})")
+        out.append(index)
+    return out
+
+
+def _as_index(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _merge_pair(symbols: list, pair: tuple, new) -> list:
     """Replace the occurrences of ``pair`` in ``symbols`` by ``new``, scanning left to right."""
     out, i = [], 0
@@ -119,10 +157,14 @@ class ByteBPE:
     """A trained byte-level BPE.
 
     Args:
-        vocab: token bytes by id; ids 0..255 are the single bytes in `BYTE_ORDER`.
+        vocab: token bytes by id; it starts with `BPE_BASE_VOCAB` (the special tokens' names, then the
+            single bytes in `BYTE_ORDER`).
         merges: ``merges[r] = (left id, right id)``, the merge of rank ``r``; it produces the token
             ``vocab[left] + vocab[right]``.
     """
+
+    pad_id, bos_id, eos_id, unk_id = PAD_ID, BOS_ID, EOS_ID, UNK_ID
+    special_ids = (PAD_ID, BOS_ID, EOS_ID, UNK_ID)
 
     vocab: tuple[bytes, ...]
     merges: tuple[tuple[int, int], ...]
@@ -130,9 +172,9 @@ class ByteBPE:
     _cache: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if tuple(self.vocab[:256]) != tuple(bytes([b]) for b in BYTE_ORDER):
-            raise ValueError("vocab must start with the 256 single bytes in BYTE_ORDER")
-        token_id = {tok: i for i, tok in enumerate(self.vocab)}
+        if tuple(self.vocab[:BPE_BASE_SIZE]) != BPE_BASE_VOCAB:
+            raise ValueError("vocab must start with BPE_BASE_VOCAB: the special tokens, then the 256 single bytes in BYTE_ORDER")
+        token_id = {tok: i for i, tok in enumerate(self.vocab) if i not in self.special_ids}
         ranks = {}
         for rank, (a, b) in enumerate(self.merges):
             ranks.setdefault((a, b), (rank, token_id[self.vocab[a] + self.vocab[b]]))
@@ -173,8 +215,9 @@ class ByteBPE:
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids``; byte sequences that are not UTF-8 (a cut character) decode to U+FFFD."""
-        return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
+        """Text of ``ids``, special tokens skipped; byte sequences that are not UTF-8 (a cut character) decode to U+FFFD."""
+        ids = _checked_ids(ids, len(self.vocab))
+        return b"".join(self.vocab[i] for i in ids if i not in self.special_ids).decode("utf-8", errors="replace")
 
 
 def train_bpe(corpus: Iterable[str], vocab_size: int, *, min_frequency: int = 0) -> ByteBPE:
@@ -185,14 +228,15 @@ def train_bpe(corpus: Iterable[str], vocab_size: int, *, min_frequency: int = 0)
     """
     texts = _check_corpus(corpus)
     _check_int(vocab_size, "vocab_size")
-    if vocab_size < 256:
-        raise ValueError(f"vocab_size {vocab_size!r} is smaller than the 256-byte base alphabet")
+    if vocab_size < BPE_BASE_SIZE:
+        raise ValueError(f"vocab_size {vocab_size!r} is smaller than the {BPE_BASE_SIZE} tokens every byte-level BPE "
+                         f"starts with ({len(BPE_SPECIAL_TOKENS)} special tokens and 256 bytes)")
     word_freq = Counter(word for text in texts for word in split_words(text))
     words = [[BYTE_ID[b] for b in _to_utf8(w)] for w in word_freq]
     freqs = list(word_freq.values())
 
-    vocab = [bytes([b]) for b in BYTE_ORDER]
-    token_id = {tok: i for i, tok in enumerate(vocab)}
+    vocab = list(BPE_BASE_VOCAB)
+    token_id = {tok: i for i, tok in enumerate(vocab) if i not in ByteBPE.special_ids}
     pair_count, where = Counter(), defaultdict(set)
     for i, w in enumerate(words):
         for pair in zip(w, w[1:]):
@@ -247,6 +291,8 @@ class WordPiece:
         prefix: the continuation prefix.
         max_input_chars_per_word: longer words become ``unk_token`` without being looked at.
         merges: the training merges in order, as (left, right) token pairs (empty if not trained).
+        pad_token, bos_token, eos_token: names of the other special tokens; a vocabulary may lack them
+            (then ``pad_id`` etc. are None). Special tokens are never pieces of a word.
     """
 
     vocab: tuple[str, ...]
@@ -254,12 +300,36 @@ class WordPiece:
     prefix: str = "##"
     max_input_chars_per_word: int = 100
     merges: tuple[tuple[str, str], ...] = ()
+    pad_token: str = "[PAD]"
+    bos_token: str = "[BOS]"
+    eos_token: str = "[EOS]"
     _ids: dict = field(init=False, repr=False, compare=False)
+    _special: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.unk_token not in self.vocab:
             raise ValueError(f"unk_token {self.unk_token!r} is not in the vocabulary")
-        object.__setattr__(self, "_ids", {tok: i for i, tok in enumerate(self.vocab)})
+        names = (self.pad_token, self.bos_token, self.eos_token, self.unk_token)
+        special = {tok: self.vocab.index(tok) for tok in names if tok in self.vocab}
+        pieces = {tok: i for i, tok in enumerate(self.vocab) if i not in special.values()}
+        object.__setattr__(self, "_special", special)
+        object.__setattr__(self, "_ids", pieces)
+
+    @property
+    def pad_id(self) -> int | None:
+        return self._special.get(self.pad_token)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._special.get(self.bos_token)
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._special.get(self.eos_token)
+
+    @property
+    def unk_id(self) -> int:
+        return self._special[self.unk_token]
 
     def tokenize_word(self, word: str) -> list[str]:
         """Pieces of one word: at each position take the longest vocabulary entry that starts there."""
@@ -281,7 +351,8 @@ class WordPiece:
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, split into words on whitespace."""
         _check_text(text)
-        return [self._ids[p] for word in text.split() for p in self.tokenize_word(word)]
+        pieces = (p for word in text.split() for p in self.tokenize_word(word))
+        return [self.unk_id if p == self.unk_token else self._ids[p] for p in pieces]
 
 
 def wordpiece_units(word: str, prefix: str = "##") -> list[str]:
@@ -303,13 +374,15 @@ def train_wordpiece(corpus: Iterable[str], vocab_size: int, *, unk_token: str = 
         raise ValueError("empty corpus: it has no words, only whitespace")
     words = [wordpiece_units(w, prefix) for w in word_freq]
     freqs = list(word_freq.values())
-    vocab = list(dict.fromkeys([unk_token, *special_tokens]))
+    pad, bos, eos, _ = WORDPIECE_SPECIAL_TOKENS
+    vocab = list(dict.fromkeys([pad, bos, eos, unk_token, *special_tokens]))
+    reserved = {pad, bos, eos, unk_token}
     vocab += sorted({u for w in words for u in w} - set(vocab))
     _check_int(vocab_size, "vocab_size")
     if vocab_size < len(vocab):
         raise ValueError(f"vocab_size {vocab_size!r} is smaller than the {len(vocab)} special tokens "
                          f"and characters of the corpus' alphabet")
-    token_id = {tok: i for i, tok in enumerate(vocab)}
+    token_id = {tok: i for i, tok in enumerate(vocab) if tok not in reserved}  # a merge may spell "[PAD]"
 
     unit_count, pair_count, where = Counter(), Counter(), defaultdict(set)
     for i, w in enumerate(words):
