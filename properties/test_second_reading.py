@@ -39,7 +39,7 @@ from properties.tolerances import (
     FLOAT64_DEEP,
 )
 from properties.trained_fixtures import median_interval
-from transformer import Transformer, TransformerConfig
+from transformer import MultiHeadAttention, Transformer, TransformerConfig
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 
 TOL = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
@@ -161,24 +161,32 @@ def query_diagonal_mass(qk: str, d: int, n: int, trials: int, seed: int) -> torc
     nn.Linear draws them: uniform in +-1/sqrt(d)). Scores q_i . q_j / sqrt(d) with q = x W^T + b
     ("shared") or q = x ("none"), through the project's attention function. -> (trials,)"""
     g = torch.Generator().manual_seed(seed)
-    x = F.layer_norm(torch.randn(trials, n, d, generator=g, dtype=torch.float64), (d,))  # (N, n, d)
+    x = F.layer_norm(torch.randn(trials, n, d, generator=g), (d,))  # (N, n, d), float32: weights in [0, 1]
     q = x
     if qk == "shared":
         bound = 1 / math.sqrt(d)
-        w = (2 * torch.rand(trials, d, d, generator=g, dtype=torch.float64) - 1) * bound
-        b = (2 * torch.rand(trials, 1, d, generator=g, dtype=torch.float64) - 1) * bound
+        w = (2 * torch.rand(trials, d, d, generator=g) - 1) * bound
+        b = (2 * torch.rand(trials, 1, d, generator=g) - 1) * bound
         q = x @ w.transpose(-1, -2) + b
     _, weights = scaled_dot_product_attention(q[:, None, :1], q[:, None], q[:, None])  # (N, 1, 1, n)
     return weights[:, 0, 0, 0]
 
 
-def test_linear_default_init_is_what_query_diagonal_mass_draws():
-    """The tie to torch: nn.Linear(d, d)'s default weight and bias are uniform in +-1/sqrt(d), the law
-    query_diagonal_mass draws W and b from (bounds reached within 1%, never exceeded)."""
-    d = 64
-    linear = nn.Linear(d, d)
-    for p in (linear.weight, linear.bias):
+def test_the_shared_projection_model_computes_what_query_diagonal_mass_simulates():
+    """The tie to the model: MultiHeadAttention(qk_projection="shared") scores q_i . q_j / sqrt(d) with
+    q = x W^T + b for its one W (so the simulation's formula is the model's), and nn.Linear's default
+    weight and bias are uniform in +-1/sqrt(d), the law the simulation draws (bounds reached within 1%)."""
+    d, n = 64, 16
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(d, 1, qk_projection="shared").double()
+    for p in (mha.w_q.weight, mha.w_q.bias):
         assert p.abs().max() <= 1 / math.sqrt(d) and p.abs().max() > 0.99 / math.sqrt(d)
+    x = F.layer_norm(torch.randn(1, n, d, dtype=torch.float64), (d,))
+    with torch.no_grad():
+        mha(x, x, x)
+        q = mha.w_q(x)
+        expected = torch.softmax(q @ q.transpose(-1, -2) / math.sqrt(d), -1)  # (1, n, n)
+    torch.testing.assert_close(mha.last_weights[:, 0], expected, rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 
 
 @pytest.mark.claim("qk.shared-projection-identity-like", kind="statistical")
@@ -426,14 +434,15 @@ INITS = {
 }
 
 
-def per_layer_gain(init: str, seed: int) -> float:
+def per_layer_gain(init: str, seed: int, layer: nn.Linear) -> float:
     """Geometric mean over RELU_DEPTH layers of RMS(h_{l+1}) / RMS(h_l) for h_{l+1} = W_l relu(h_l),
-    square bias-free layers initialised by `init`, Gaussian inputs."""
+    square bias-free layers, each freshly initialised by nn.Linear's reset_parameters() and then by
+    `init`, Gaussian inputs."""
     torch.manual_seed(seed)
     h = torch.randn(32, RELU_WIDTH)
     start = h.pow(2).mean().sqrt()
     for _ in range(RELU_DEPTH):
-        layer = nn.Linear(RELU_WIDTH, RELU_WIDTH, bias=False)
+        layer.reset_parameters()  # the default init, redrawn: a new layer each time
         INITS[init](layer.weight)
         h = layer(torch.relu(h))
     return float((h.pow(2).mean().sqrt() / start) ** (1 / RELU_DEPTH))
@@ -449,9 +458,10 @@ def test_relu_scale_changes_geometrically_at_a_rate_the_init_sets(measure):
     weights it is above 1."""
     each = ALPHA_RELU_GAIN / len(INITS)
     found = {}
+    layer = nn.Linear(RELU_WIDTH, RELU_WIDTH, bias=False)
     with torch.no_grad():
         for i, init in enumerate(INITS):
-            gains = torch.tensor([per_layer_gain(init, 100 * i + s) for s in range(RELU_NETS)])
+            gains = torch.tensor([per_layer_gain(init, 100 * i + s, layer) for s in range(RELU_NETS)])
             found[init] = median_interval(gains, each)
             med, low, high = found[init]
             measure("per_layer_gain", med, params={"init": init}, interval=[low, high], confidence=1 - each, n=RELU_NETS)
