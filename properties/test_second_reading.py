@@ -132,18 +132,19 @@ def test_with_a_tied_output_projection_every_row_gets_gradient(config, seed):
 
 @pytest.mark.claim("embed.lookup-gradient-rows", kind="exact")
 def test_rows_with_gradient_in_one_recorded_case(measure):
-    """The ledger's instance: tiny preset, vocabulary of 40, a batch that reads 8 of its ids; how many
+    """The ledger's instance: tiny preset, vocabulary of 40, a batch drawn from 8 of its ids; how many
     rows of the target table get gradient untied, tied to the output projection, and three-way tied."""
-    counts = {}
+    counts, reads = {}, {}
     for tying in ("none", "decoder", "three-way"):
         config = TransformerConfig.tiny(vocab_size=40, pad_id=None, tying=tying)
         grad, read = _embedding_gradient(config, 0, present=8)
-        counts[tying] = int((grad.abs().sum(1) > 0).sum())
+        counts[tying], reads[tying] = int((grad.abs().sum(1) > 0).sum()), len(read)
         measure("rows_with_gradient", counts[tying], params={"tying": tying}, of=grad.shape[0], tokens_read=len(read))
     measure("rows_with_gradient_untied", counts["none"], of=40)
     measure("rows_with_gradient_tied", counts["decoder"], of=40)
     measure("vocabulary_rows", 40)
-    assert counts["none"] <= 8 < counts["decoder"] == counts["three-way"] == 40, counts
+    measure("tokens_read_untied", reads["none"])
+    assert counts["none"] == reads["none"] < counts["decoder"] == counts["three-way"] == 40, (counts, reads)
 
 
 # ---------------------------------------------------------------------------------------------------
