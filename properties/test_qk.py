@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import transformer.attention as attention_module
-from properties.statistics import hoeffding_interval, hoeffding_power
+from properties.distribution_free import hoeffding_interval, hoeffding_power
 from properties.strategies import gaussian, head_layouts, seeds, small_token_matrices
 from properties.tolerances import ALPHA_QK_NO_PROJECTION_DIAGONAL_MASS, FLOAT64
 from transformer import MultiHeadAttention

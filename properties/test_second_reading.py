@@ -4,7 +4,7 @@ vocabulary, shared query/key projections, the cost of additive attention, BatchN
 Decoding one token at a time over a key/value cache never meets a future key, so the causal mask has
 nothing to hide; several new tokens at once, or a prefix recomputed through stacked layers, do meet
 them. An embedding lookup only touches the rows it reads, while a tied output projection scores every
-row. The statistical checks below use distribution-free intervals (`properties.statistics`) at the
+row. The statistical checks below use distribution-free intervals (`properties.distribution_free`) at the
 rates named in `properties.tolerances`, each reporting its power against the alternative it rejects.
 """
 
@@ -23,7 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from properties.statistics import (
+from properties.distribution_free import (
     clopper_pearson,
     clopper_pearson_power_below,
     hoeffding_interval,
