@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: verify test mutants env clean
+.PHONY: verify test lint mutants env clean
 
 env: $(STAMP)
 
@@ -20,7 +20,10 @@ verify: $(STAMP)
 	$(PY) -m verification.ledger -n $(PYTEST_WORKERS)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --cov=transformer --cov-branch --cov-report=term --cov-fail-under=90
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --claims-strict --cov=transformer --cov-branch --cov-report=term --cov-fail-under=90
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 mutants: $(STAMP)
 	$(PY) -m mutation.run

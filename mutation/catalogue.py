@@ -1,7 +1,9 @@
 """The catalogue of mutants: bugs that have happened in real Transformer code, as source patches.
 
 Each mutant is one bug a person could write, expressed as one or more `Patch` es: a file of the
-repository, an exact text that must occur exactly once in the pristine file, and its replacement.
+repository, a snippet of its code that must occur exactly once in the pristine file, and its
+replacement. Snippets are located by their code tokens (`mutation.anchor`), so comments, docstrings
+and layout in ``transformer/`` may change freely; a snippet ending in a newline replaces whole lines.
 Patches of one mutant are applied in order, each to the result of the previous one. A patch whose old
 text is missing or ambiguous is an error of the runner, never a silent skip: the code changed and the
 catalogue must follow it.
@@ -48,7 +50,7 @@ AREA_HINTS = {
 
 @dataclass(frozen=True)
 class Patch:
-    """Replace ``old`` (which must occur exactly once) by ``new`` in ``file`` (relative to the repo root)."""
+    """Replace the code of ``old`` (which must occur exactly once) by ``new`` in ``file`` (relative to the repo root)."""
 
     file: str
     old: str

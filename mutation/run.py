@@ -32,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import anchor
 from .catalogue import AREA_HINTS, AREAS, CATALOGUE, Mutant
 from .pytest_plugin import GUARD_EXIT
 
@@ -63,20 +64,28 @@ class Result:
 # ---------------------------------------------------------------------------------------------- patches
 
 def apply_patches(root: Path, mutant: Mutant) -> None:
-    """Apply the mutant's patches to the copy at ``root``; each old text must occur exactly once."""
+    """Apply the mutant's patches to the copy at ``root``; each old snippet's code must occur exactly once."""
     for patch in mutant.patches:
         path = root / patch.file
         if not path.is_file():
             raise RunnerError(f"mutant {mutant.id}: {patch.file} does not exist")
         text = path.read_text(encoding="utf-8")
-        count = text.count(patch.old)
-        if count != 1:
-            raise RunnerError(
-                f"mutant {mutant.id}: the text its patch replaces occurs {count} times in {patch.file} "
-                f"(expected exactly once); the source changed and the catalogue must follow it:\n{patch.old}")
-        path.write_text(text.replace(patch.old, patch.new, 1), encoding="utf-8")
+        try:
+            patched = anchor.replace(text, patch.old, patch.new)
+        except anchor.AnchorError as err:
+            raise RunnerError(f"mutant {mutant.id}: in {patch.file}, {err}; the code changed and the catalogue "
+                              f"must follow it:\n{patch.old}") from None
+        path.write_text(patched, encoding="utf-8")
         for stale in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
             stale.unlink()
+
+
+def _occurrences(text: str, snippet: str) -> int | str:
+    """How many times the snippet's code occurs in ``text``, or why it cannot be located."""
+    try:
+        return anchor.count(text, snippet)
+    except anchor.AnchorError as err:
+        return str(err)
 
 
 def check_catalogue(root: Path, mutants) -> list[str]:
@@ -101,11 +110,14 @@ def check_catalogue(root: Path, mutants) -> list[str]:
             current = texts.setdefault(patch.file, pristine)
             if patch.old == patch.new:
                 problems.append(f"mutant {m.id}: a patch to {patch.file} changes nothing")
-            if pristine.count(patch.old) != 1 or current.count(patch.old) != 1:
-                problems.append(f"mutant {m.id}: the text its patch replaces occurs {pristine.count(patch.old)} "
-                                f"times in {patch.file} (expected exactly once):\n{patch.old}")
+            found = [_occurrences(pristine, patch.old), _occurrences(current, patch.old)]
+            if found != [1, 1]:
+                bad = next(f for f in found if f != 1)
+                where = bad if isinstance(bad, str) else f"occurs {bad} times"
+                problems.append(f"mutant {m.id}: the code its patch replaces {where} in {patch.file} "
+                                f"(expected exactly once):\n{patch.old}")
                 continue
-            texts[patch.file] = current.replace(patch.old, patch.new, 1)
+            texts[patch.file] = anchor.replace(current, patch.old, patch.new)
         if len(problems) > before:
             continue
         for file, text in texts.items():

@@ -81,6 +81,22 @@ def test_qk_dot_product_has_variance_d_k_and_unit_variance_after_scaling(measure
     measure("statement", r"E[q\cdot k]=0,\ \operatorname{Var}[q\cdot k]=d_k,\ " + sp.latex(statement))
 
 
+# The derivation can fail: it rejects plausible wrong right-hand sides (off by a power, a factor, a branch).
+WRONG_QK_VARIANCE = {
+    "variance d_k^2": ((0, cf.d_k**2, 1), r"Var\[q\.k\]: derived"),
+    "variance sqrt(d_k)": ((0, sp.sqrt(cf.d_k), 1), r"Var\[q\.k\]: derived"),
+    "scaled variance 1/d_k": ((0, cf.d_k, 1 / cf.d_k), r"Var\[q\.k/sqrt\(d_k\)\]"),
+    "scaled variance sqrt(d_k)": ((0, cf.d_k, sp.sqrt(cf.d_k)), r"Var\[q\.k/sqrt\(d_k\)\]"),
+    "mean 1": ((1, cf.d_k, 1), r"E\[q\.k\]"),
+}
+
+
+@pytest.mark.parametrize(("wrong", "reason"), WRONG_QK_VARIANCE.values(), ids=WRONG_QK_VARIANCE.keys())
+def test_qk_variance_derivation_rejects_wrong_forms(wrong, reason):
+    with pytest.raises(AssertionError, match=reason):
+        derive_qk_variance(*map(sp.sympify, wrong))
+
+
 def derive_qk_variance_init(claimed_general: sp.Expr, claimed_torch_no_bias: sp.Expr,
                             claimed_xavier: sp.Expr) -> sp.Expr:
     """Var of the scaled score q.k/sqrt(d_k) at init, q = W_q x + b_q, k = W_k y + b_k, LayerNorm-ed x, y.
@@ -169,6 +185,20 @@ def test_scaled_scores_have_unit_variance_only_under_variance_one_over_d_model_w
             + sp.latex(torch_with_bias) + r" \text{ (bias)};\ \sigma_w^2 = 1/d_\text{model}: 1")
     measure("torch_default_scaled_variance_d512", cf.scaled_score_variance_torch_default(512),
             no_bias=cf.scaled_score_variance_torch_default(512, bias=False))
+
+
+# The derivation can fail: it rejects plausible wrong right-hand sides (off by a power, a factor, a branch).
+WRONG_INIT_VARIANCE = {
+    "no square": ((cf.d_model * cf.weight_var + cf.bias_var, sp.Rational(1, 9), 1), r"derived .*, claimed"),
+    "torch default 1/3": ((cf.SCALED_SCORE_VARIANCE_INIT, sp.Rational(1, 3), 1), r"PyTorch default, no bias"),
+    "xavier 1/2": ((cf.SCALED_SCORE_VARIANCE_INIT, sp.Rational(1, 9), sp.Rational(1, 2)), r"variance 1/d_model"),
+}
+
+
+@pytest.mark.parametrize(("wrong", "reason"), WRONG_INIT_VARIANCE.values(), ids=WRONG_INIT_VARIANCE.keys())
+def test_qk_variance_init_derivation_rejects_wrong_forms(wrong, reason):
+    with pytest.raises(AssertionError, match=reason):
+        derive_qk_variance_init(*map(sp.sympify, wrong))
 
 
 def test_torch_linear_default_init_has_the_derived_bound_and_variance():

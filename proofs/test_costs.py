@@ -61,6 +61,21 @@ def test_attention_core_costs_four_n_squared_d_flops(measure):
             + r",\ \mathrm{softmax}: 3n^2-n = O(n^2)")
 
 
+# The derivation can fail: it rejects plausible wrong right-hand sides (off by a power, a factor, a branch).
+WRONG_COMPLEXITY = {
+    "one matmul only": (2 * cf.n**2 * cf.d_model, r"derived .*, claimed"),
+    "quadratic in d": (4 * cf.n * cf.d_model**2, r"derived .*, claimed"),
+    "both quadratic": (4 * cf.n**2 * cf.d_model**2, r"derived .*, claimed"),
+    "2 n^2 d - n": (cf.n**2 * cf.d_model * 2 - cf.n, r"derived .*, claimed"),
+}
+
+
+@pytest.mark.parametrize(("wrong", "reason"), WRONG_COMPLEXITY.values(), ids=WRONG_COMPLEXITY.keys())
+def test_complexity_derivation_rejects_wrong_forms(wrong, reason):
+    with pytest.raises(AssertionError, match=reason):
+        derive_attention_complexity(wrong)
+
+
 def test_flop_counter_counts_attention_core_as_derived():
     """Numeric tie: FlopCounterMode on Q K^T and A V (one and several heads) matches attention_core_flops."""
     torch.manual_seed(0)
@@ -101,6 +116,20 @@ def test_heads_of_width_d_over_h_cost_the_same_as_one_head(measure):
     assert sp.diff(softmax_entries, h) != 0
     measure("statement", r"\text{params} = " + sp.latex(params) + r",\ \text{FLOPs} = " + sp.latex(flops)
             + r"\ \forall h \mid d;\ \text{attention weights: } h n^2")
+
+
+# The derivation can fail: it rejects plausible wrong right-hand sides (off by a power, a factor, a branch).
+WRONG_HEADS_COST = {
+    "params grow with h": ((4 * cf.d_model**2 + 4 * cf.d_model * cf.h, cf.ATTENTION_FLOPS), r"derived params"),
+    "params without biases": ((4 * cf.d_model**2, cf.ATTENTION_FLOPS), r"derived params"),
+    "core shrinks with h": ((cf.MHA_PARAMS, cf.PROJECTION_FLOPS + cf.ATTENTION_CORE_FLOPS / cf.h), r"derived FLOPs"),
+}
+
+
+@pytest.mark.parametrize(("wrong", "reason"), WRONG_HEADS_COST.values(), ids=WRONG_HEADS_COST.keys())
+def test_heads_cost_derivation_rejects_wrong_forms(wrong, reason):
+    with pytest.raises(AssertionError, match=reason):
+        derive_heads_cost(*wrong)
 
 
 def test_looped_heads_built_from_linears_have_the_derived_cost():
@@ -215,6 +244,20 @@ def test_attention_dominates_the_ffn_only_beyond_n_equals_2d(measure):
     crossover = derive_block_cost(cf.CROSSOVER_LENGTH, cf.FFN_TO_ATTENTION_WEIGHT_RATIO)
     measure("statement", sp.latex(cf.ATTENTION_FLOPS) + r" > " + sp.latex(cf.FFN_FLOPS.subs(d_ff, 4 * d))
             + r" \iff n > " + sp.latex(crossover))
+
+
+# The derivation can fail: it rejects plausible wrong right-hand sides (off by a power, a factor, a branch).
+WRONG_BLOCK_COST = {
+    "crossover at d": ((cf.d_model, 2), r"crossover"),
+    "crossover at 4d": ((4 * cf.d_model, 2), r"crossover"),
+    "weight ratio 4": ((2 * cf.d_model, 4), r"weight ratio"),
+}
+
+
+@pytest.mark.parametrize(("wrong", "reason"), WRONG_BLOCK_COST.values(), ids=WRONG_BLOCK_COST.keys())
+def test_block_cost_derivation_rejects_wrong_forms(wrong, reason):
+    with pytest.raises(AssertionError, match=reason):
+        derive_block_cost(*map(sp.sympify, wrong))
 
 
 def test_flop_counter_counts_a_layer_as_derived():

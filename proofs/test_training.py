@@ -65,6 +65,21 @@ def test_noam_rate_rises_linearly_peaks_at_warmup_then_decays_as_inverse_sqrt(me
             + sp.latex(result["decay_exponent"]) + r"}\ (s \ge w)")
 
 
+# The derivation can fail: it rejects plausible wrong right-hand sides (off by a power, a factor, a branch).
+WRONG_SCHEDULE = {
+    "peak at 2 warmup": ((2 * cf.warmup, cf.NOAM_PEAK_LR, -HALF), r"branches meet"),
+    "peak value 1/(d warmup)": ((cf.warmup, 1 / (cf.d_model * cf.warmup), -HALF), r"peak value"),
+    "peak value d^-1/2 only": ((cf.warmup, cf.d_model ** (-HALF), -HALF), r"peak value"),
+    "decay 1/step": ((cf.warmup, cf.NOAM_PEAK_LR, -1), r"decay exponent"),
+}
+
+
+@pytest.mark.parametrize(("wrong", "reason"), WRONG_SCHEDULE.values(), ids=WRONG_SCHEDULE.keys())
+def test_schedule_derivation_rejects_wrong_forms(wrong, reason):
+    with pytest.raises(AssertionError, match=reason):
+        derive_noam_schedule(*map(sp.sympify, wrong))
+
+
 def test_noam_lr_callable_matches_the_derived_branches():
     """Numeric tie: cf.noam_lr (lambdified Min) equals the derived piecewise form at every step."""
     for d_model, warmup in ((512, 4000), (1024, 4000), (8, 10)):
@@ -118,6 +133,20 @@ def test_inverted_dropout_keeps_the_expectation_so_test_time_needs_no_rescaling(
     derive_dropout_expectation(cf.DROPOUT_SCALE, cf.DROPOUT_OUTPUT_MEAN, cf.DROPOUT_OUTPUT_VARIANCE)
     measure("statement", r"E\Big[\frac{m x}{1-p}\Big] = x,\ \operatorname{Var}\Big[\frac{m x}{1-p}\Big] = "
             + sp.latex(cf.DROPOUT_OUTPUT_VARIANCE))
+
+
+# The derivation can fail: it rejects plausible wrong right-hand sides (off by a power, a factor, a branch).
+WRONG_DROPOUT = {
+    "scale 1 - p": ((1 - cf.p, cf.x, cf.DROPOUT_OUTPUT_VARIANCE), r"scale"),
+    "mean (1 - p) x": ((cf.DROPOUT_SCALE, (1 - cf.p) * cf.x, cf.DROPOUT_OUTPUT_VARIANCE), r"E\[y\]"),
+    "variance x^2 p (1 - p)": ((cf.DROPOUT_SCALE, cf.x, cf.x**2 * cf.p * (1 - cf.p)), r"Var\[y\]"),
+}
+
+
+@pytest.mark.parametrize(("wrong", "reason"), WRONG_DROPOUT.values(), ids=WRONG_DROPOUT.keys())
+def test_dropout_derivation_rejects_wrong_forms(wrong, reason):
+    with pytest.raises(AssertionError, match=reason):
+        derive_dropout_expectation(*wrong)
 
 
 def test_torch_dropout_output_values_are_zero_or_the_derived_scale():

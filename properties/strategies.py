@@ -4,7 +4,8 @@ Shapes are drawn first, then values; valid values are constructed, not filtered 
 ``d_head``, then ``d_model = h * d_head``), so shrinking works bottom-up and failures shrink to the
 smallest configuration that shows them.
 
-Sections below are owned by different parts of the suite; add new strategies to the section you use.
+Sections below group the strategies by what they draw: sizes, seeds and tensors; text; whole models;
+attention inputs; word sequences for the pretrained model.
 """
 
 from __future__ import annotations
@@ -43,32 +44,6 @@ def lengths_with_padding(draw, *, batch: int, max_len: int, allow_empty: bool = 
     if max(lengths) < max_len:
         lengths[draw(st.integers(0, batch - 1))] = max_len
     return torch.tensor(lengths)
-
-
-@st.composite
-def tiny_configs(draw, *, positional=("sinusoidal",), norm_placement=("post", "pre"), **fixed):
-    """A small encoder-decoder config: 1-2 layers each, 1-3 heads of width 2-4, no dropout, no implicit pad id."""
-    from transformer import TransformerConfig
-
-    h = draw(st.integers(1, 3))
-    d_k = draw(st.sampled_from([2, 4]))
-    settings = dict(
-        src_vocab_size=draw(st.integers(5, 13)),
-        d_model=h * d_k,
-        h=h,
-        d_ff=draw(st.integers(2, 12)),
-        n_encoder_layers=draw(st.integers(1, 2)),
-        n_decoder_layers=draw(st.integers(1, 2)),
-        p_drop=0.0,
-        positional=draw(st.sampled_from(positional)),
-        norm_placement=draw(st.sampled_from(norm_placement)),
-        tying="none",
-        pad_id=None,
-        max_len=32,
-    )
-    settings["tgt_vocab_size"] = settings["src_vocab_size"]
-    settings.update(fixed)
-    return TransformerConfig(**settings)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -151,7 +126,7 @@ ALL_POSITIONAL = ("sinusoidal", "learned", "rope", "alibi", "none")
 @st.composite
 def model_configs(draw, *, positional=ALL_POSITIONAL, norm_placement=("post", "pre"), max_layers: int = 3,
                   **fixed):
-    """A small encoder-decoder config: d_model 4-16, 1-4 heads of even width, 1-3 layers each, no dropout.
+    """A small encoder-decoder config: d_model 4-16, 1-4 heads of even width, 1-max_layers layers each, no dropout.
 
     Widths are even so that rotary embeddings apply; pad_id is None so random ids never count as
     padding (pass explicit masks instead); ``fixed`` overrides any field.
@@ -179,6 +154,14 @@ def model_configs(draw, *, positional=ALL_POSITIONAL, norm_placement=("post", "p
     )
     settings.update(fixed)
     return TransformerConfig(**settings)
+
+
+def seeded_model(config, seed: int):
+    """The float64 Transformer of ``config`` in eval mode, its weights drawn from ``seed``."""
+    from transformer import Transformer
+
+    torch.manual_seed(seed)
+    return Transformer(config).double().eval()
 
 
 @st.composite

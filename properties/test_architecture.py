@@ -1,43 +1,17 @@
-"""Architecture: layer structure, parameter and FLOP counts, residuals, normalisation, cross-attention.
+"""Architecture: what each part of an encoder-decoder layer does, and what it costs.
 
-Claims arch.encoder-layer-structure, arch.param-count, arch.block-cost, arch.ffn-position-wise,
-arch.relu-properties, arch.residual-gradient, arch.residual-rank-collapse, arch.layernorm-per-token,
-arch.batchnorm-batch-dependence, arch.batchnorm-variable-length, arch.norm-placement,
-arch.cross-attention, arch.decoder-vs-encoder-attention. Closed forms come from proofs/closed_forms.py.
+An encoder layer is self-attention then a position-wise feed-forward network (the same two-layer
+network at every position), each wrapped as x + Sublayer(x) with a LayerNorm after (post-LN) or
+before (pre-LN). The residual path keeps the identity in every Jacobian, so gradients and rank survive
+deep stacks that collapse without it. LayerNorm normalises each token over its own features; BatchNorm
+would mix the batch and the padding in. The decoder adds cross-attention, whose keys and values are the
+final encoder output in every layer. Parameter and FLOP counts match the closed forms of
+``proofs/closed_forms.py``.
 
 Statistical properties test a floor p0 on the probability of an event over random initialisations
 with an exact one-sided binomial test: the test fails only if k successes in n seeds would have
 probability below FALSE_ALARM_RATE (1e-6) under p = p0, so a correct model fails with probability
 at most 1e-6 per run. Clopper-Pearson intervals at the same level are recorded.
-
-Property -> bug it kills:
-- test_encoder_layer_is_attention_add_norm_ffn_add_norm -> LayerNorm over the wrong axis, unbiased
-  variance, residual missing or doubled, FFN before attention, dropout active in eval.
-- test_stacked_layers_share_no_parameter_storage -> layers built as [layer] * N.
-- test_parameter_count_matches_the_closed_form, test_paper_presets_match_table_3 -> tying by copy
-  (an extra vocab x d matrix), a missing or extra bias, a missing final norm in pre-LN stacks.
-- test_counted_flops_match_8nd2_plus_4n2d_and_16nd2 -> heads computed on the wrong layout (extra or
-  missing work), an extra projection.
-- test_ffn_output_at_a_position_depends_only_on_that_position -> an FFN mixing positions (a
-  convolution of width > 1, a norm over the sequence).
-- test_relu_gradient_is_one_or_zero_output_nonnegative_and_unbounded,
-  test_half_of_relu_units_are_dead_for_symmetric_inputs -> an activation that is not ReLU (leaky,
-  clamped, GELU when relu is asked for).
-- test_pre_ln_block_jacobian_is_identity_plus_the_sublayer_jacobian -> residual missing or doubled.
-- test_residuals_keep_input_gradients_that_collapse_without -> residual missing (both stacks alike)
-  or doubled (gradients explode).
-- test_attention_stacks_collapse_to_rank_one_without_residuals -> residual missing in attention.
-- test_layernorm_normalises_each_token_over_its_features -> LayerNorm over the wrong axis, BatchNorm
-  in its place, unbiased variance (d_model down to 2 is drawn).
-- test_batchnorm_depends_on_the_batch_and_degenerates_for_one_sample,
-  test_batchnorm_statistics_depend_on_padding_layernorm_does_not -> BatchNorm in LayerNorm's place.
-- test_pre_ln_keeps_an_unnormalised_identity_path_post_ln_does_not -> pre/post placement swapped,
-  residual missing or doubled, a pre-LN stack without its final norm.
-- test_cross_attention_reads_the_final_memory_in_every_layer_and_only_it_carries_the_source,
-  test_masked_memory_positions_have_no_effect_on_the_decoder -> keys/values from the decoder,
-  cross-attention with the wrong mask (or none), the memory of an intermediate encoder layer.
-- test_decoder_self_attention_is_encoder_attention_plus_the_causal_mask -> causal diagonal off by
-  one, a decoder self-attention with its own different scaling or mask polarity.
 """
 
 from __future__ import annotations
@@ -62,7 +36,14 @@ from proofs.closed_forms import (
     mha_params,
     transformer_params_from_config,
 )
-from properties.strategies import encoder_decoder_cases, gaussian, model_configs, padded_token_batches, seeds
+from properties.strategies import (
+    encoder_decoder_cases,
+    gaussian,
+    model_configs,
+    padded_token_batches,
+    seeded_model,
+    seeds,
+)
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64, FLOAT64_DEEP
 from transformer import (
     EncoderLayer,
@@ -74,14 +55,6 @@ from transformer import (
     key_padding_mask,
 )
 from transformer.layers import ResidualSublayer
-
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
-
-
-def _model(config, seed):
-    torch.manual_seed(seed)
-    return Transformer(config).double().eval()
 
 
 def _randomise_norms(module: nn.Module, seed: int) -> None:
@@ -133,14 +106,14 @@ def test_encoder_layer_is_attention_add_norm_ffn_add_norm(config, batch, length,
         expected = h + layer.feed_forward(_layer_norm(h, n2))
     out = layer(x, allowed)
     assert out.shape == x.shape
-    torch.testing.assert_close(out, expected, **DEEP)
+    torch.testing.assert_close(out, expected, **FLOAT64_DEEP)
 
 
 @pytest.mark.claim("arch.encoder-layer-structure", kind="exact")
 @given(config=model_configs(), seed=seeds)
 def test_stacked_layers_share_no_parameter_storage(config, seed):
     """The N encoder (and decoder) layers own disjoint parameter storage: no two layers share a tensor."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     for stack in (model.encoder.layers, model.decoder.layers):
         owners = {}
         for i, layer in enumerate(stack):
@@ -223,9 +196,9 @@ def test_ffn_output_at_a_position_depends_only_on_that_position(d_model, d_ff, b
     x = gaussian((batch, length, d_model), seed)
     out = ffn(x)
     one_by_one = torch.cat([ffn(x[:, i:i + 1]) for i in range(length)], dim=1)
-    torch.testing.assert_close(out, one_by_one, **TOL)
+    torch.testing.assert_close(out, one_by_one, **FLOAT64)
     act = torch.relu if activation == "relu" else F.gelu
-    torch.testing.assert_close(out, act(x @ ffn.w_1.weight.T + ffn.w_1.bias) @ ffn.w_2.weight.T + ffn.w_2.bias, **TOL)
+    torch.testing.assert_close(out, act(x @ ffn.w_1.weight.T + ffn.w_1.bias) @ ffn.w_2.weight.T + ffn.w_2.bias, **FLOAT64)
     j %= length
     y = x.clone()
     y[:, j] += gaussian((batch, d_model), seed + 1)
@@ -256,7 +229,7 @@ def test_relu_gradient_is_one_or_zero_output_nonnegative_and_unbounded(d, n, sca
     assert torch.equal(x.grad, (x > 0).double()), "ReLU's gradient must be exactly 1 or 0"
     assert (out >= 0).all() and (out.mean() > 0) == (x > 0).any()
     with torch.no_grad():
-        torch.testing.assert_close(ffn(scale * x.abs()), scale * x.abs(), **TOL)
+        torch.testing.assert_close(ffn(scale * x.abs()), scale * x.abs(), **FLOAT64)
 
 
 @pytest.mark.claim("arch.relu-properties", kind="statistical")
@@ -291,7 +264,7 @@ def test_pre_ln_block_jacobian_is_identity_plus_the_sublayer_jacobian(d, n, seed
     jacobian = torch.autograd.functional.jacobian
     with_residual = jacobian(lambda z: block(z, ffn), x).reshape(n * d, n * d)
     sublayer_only = jacobian(lambda z: ffn(block.norm(z)), x).reshape(n * d, n * d)
-    torch.testing.assert_close(with_residual - sublayer_only, torch.eye(n * d, dtype=torch.float64), **TOL)
+    torch.testing.assert_close(with_residual - sublayer_only, torch.eye(n * d, dtype=torch.float64), **FLOAT64)
 
 
 def _input_gradient_scale(layers, x, residual: bool, seed: int) -> float:
@@ -401,12 +374,12 @@ def test_layernorm_normalises_each_token_over_its_features(config, batch, length
     x = gaussian((batch, length, config.d_model), seed, scale=3.0) + 2.0
     standardised = (norm(x) - block.norm.bias) / block.norm.weight
     v = x.var(dim=-1, unbiased=False)
-    torch.testing.assert_close(standardised.mean(dim=-1), torch.zeros_like(v), **TOL)
-    torch.testing.assert_close(standardised.var(dim=-1, unbiased=False), v / (v + config.layer_norm_eps), **TOL)
+    torch.testing.assert_close(standardised.mean(dim=-1), torch.zeros_like(v), **FLOAT64)
+    torch.testing.assert_close(standardised.var(dim=-1, unbiased=False), v / (v + config.layer_norm_eps), **FLOAT64)
     others = gaussian((batch, length, config.d_model), seed + 1, scale=10.0)
     others[0, 0] = x[0, 0]  # everything changes but token 0 of sample 0
-    torch.testing.assert_close(norm(others)[0, 0], norm(x)[0, 0], **TOL)
-    torch.testing.assert_close(norm(x[:1, :1]), norm(x)[:1, :1], **TOL)  # a batch of one token is fine
+    torch.testing.assert_close(norm(others)[0, 0], norm(x)[0, 0], **FLOAT64)
+    torch.testing.assert_close(norm(x[:1, :1]), norm(x)[:1, :1], **FLOAT64)  # a batch of one token is fine
 
 
 @pytest.mark.claim("arch.batchnorm-batch-dependence", kind="exact")
@@ -422,14 +395,14 @@ def test_batchnorm_depends_on_the_batch_and_degenerates_for_one_sample(d, batch,
     y[1] += 1 + gaussian((d,), seed + 1).abs()
     assert not torch.allclose(bn(x)[0], bn(y)[0]), "BatchNorm in training mode should see the other samples"
     same = lambda z: ln(z[:, None], torch.zeros_like)[:, 0]  # noqa: E731
-    torch.testing.assert_close(same(x)[0], same(y)[0], **TOL)
+    torch.testing.assert_close(same(x)[0], same(y)[0], **FLOAT64)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         bn(x[:1])
-    torch.testing.assert_close(bn(x[:1].repeat(batch, 1)), bn.bias.expand(batch, d).detach(), **TOL)
+    torch.testing.assert_close(bn(x[:1].repeat(batch, 1)), bn.bias.expand(batch, d).detach(), **FLOAT64)
     bn.eval()
     expected = (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
-    torch.testing.assert_close(bn(x), expected, **TOL)
-    torch.testing.assert_close(bn(x[:1]), bn(x)[:1], **TOL)
+    torch.testing.assert_close(bn(x), expected, **FLOAT64)
+    torch.testing.assert_close(bn(x[:1]), bn(x)[:1], **FLOAT64)
 
 
 @pytest.mark.claim("arch.batchnorm-variable-length", kind="exact")
@@ -446,7 +419,7 @@ def test_batchnorm_statistics_depend_on_padding_layernorm_does_not(d, batch, len
     by_bn = lambda z: bn(z.reshape(-1, d)).reshape(z.shape)  # noqa: E731  statistics over every (b, s) state
     ln = ResidualSublayer(d, 0.0, "post", 1e-5).double()
     by_ln = lambda z: ln(z, torch.zeros_like)  # noqa: E731
-    torch.testing.assert_close(by_ln(padded_more)[:, :length][real], by_ln(x)[real], **TOL)
+    torch.testing.assert_close(by_ln(padded_more)[:, :length][real], by_ln(x)[real], **FLOAT64)
     gap = (by_bn(padded_more)[:, :length][real] - by_bn(x)[real]).abs().max()
     assert gap > 1e-6, f"BatchNorm ignored the padding (gap {float(gap):.2e})"
 
@@ -457,8 +430,7 @@ def test_batchnorm_statistics_depend_on_padding_layernorm_does_not(d, batch, len
 def test_pre_ln_keeps_an_unnormalised_identity_path_post_ln_does_not(config, batch, length, scale, seed):
     """With every sub-layer's output projection zeroed, a pre-LN layer returns its input unchanged (any scale),
     a post-LN layer returns it normalised; pre-LN stacks end in a final LayerNorm, post-LN stacks do not."""
-    torch.manual_seed(seed)
-    model = Transformer(config).double().eval()
+    model = seeded_model(config, seed)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (MultiHeadAttention, PositionwiseFeedForward)):
@@ -474,7 +446,7 @@ def test_pre_ln_keeps_an_unnormalised_identity_path_post_ln_does_not(config, bat
         assert model.encoder.final_norm is not None and model.decoder.final_norm is not None
     else:
         normalised = _layer_norm(_layer_norm(x, enc_layer.attn_block.norm), enc_layer.ff_block.norm)
-        torch.testing.assert_close(enc_out, normalised, **TOL)
+        torch.testing.assert_close(enc_out, normalised, **FLOAT64)
         assert model.encoder.final_norm is None and model.decoder.final_norm is None
 
 
@@ -489,7 +461,7 @@ def test_cross_attention_reads_the_final_memory_in_every_layer_and_only_it_carri
     encoder output with the source padding mask; zeroing the cross-attention value projections makes the
     decoder's output independent of the source."""
     config, seed, src, src_allowed, tgt = case.config, case.seed, case.src, case.src_allowed, case.tgt
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     calls = []
     hooks = [layer.cross_attn.register_forward_pre_hook(lambda m, args: calls.append(args))
              for layer in model.decoder.layers]
@@ -517,15 +489,15 @@ def test_cross_attention_reads_the_final_memory_in_every_layer_and_only_it_carri
 def test_masked_memory_positions_have_no_effect_on_the_decoder(case):
     """Changing the encoder output at masked source positions, or the padded source tokens, changes nothing."""
     config, seed, src, src_allowed, tgt = case.config, case.seed, case.src, case.src_allowed, case.tgt
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     with torch.no_grad():
         memory = model.encode(src, src_allowed)
         out = model.decode(tgt, memory, src_allowed)
         noisy = memory.clone()
         noisy[~src_allowed] = gaussian(tuple(memory.shape), seed + 2, scale=10.0)[~src_allowed]
-        torch.testing.assert_close(model.decode(tgt, noisy, src_allowed), out, **DEEP)
+        torch.testing.assert_close(model.decode(tgt, noisy, src_allowed), out, **FLOAT64_DEEP)
         other_src = torch.where(src_allowed, src, (src + 1) % config.src_vocab_size)
-        torch.testing.assert_close(model.decode(tgt, model.encode(other_src, src_allowed), src_allowed), out, **DEEP)
+        torch.testing.assert_close(model.decode(tgt, model.encode(other_src, src_allowed), src_allowed), out, **FLOAT64_DEEP)
 
 
 @pytest.mark.claim("arch.decoder-vs-encoder-attention", kind="exact")
@@ -534,7 +506,7 @@ def test_masked_memory_positions_have_no_effect_on_the_decoder(case):
 def test_decoder_self_attention_is_encoder_attention_plus_the_causal_mask(config, batch, src_len, tgt_len, seed):
     """An encoder layer's self-attention carrying the decoder's self-attention weights, called with the causal
     mask, reproduces the decoder's self-attention exactly; without the mask it agrees only at the last position."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     seen = {}
     layer = model.decoder.layers[0]
     hook = layer.self_attn.register_forward_hook(lambda m, args, out: seen.update(z=args[0], out=out))
@@ -548,5 +520,5 @@ def test_decoder_self_attention_is_encoder_attention_plus_the_causal_mask(config
     encoder_style.load_state_dict(layer.self_attn.state_dict())
     z = seen["z"]
     with torch.no_grad():
-        torch.testing.assert_close(encoder_style(z, z, z, causal_mask(tgt_len)), seen["out"], **TOL)
-        torch.testing.assert_close(encoder_style(z, z, z)[:, -1], seen["out"][:, -1], **TOL)
+        torch.testing.assert_close(encoder_style(z, z, z, causal_mask(tgt_len)), seen["out"], **FLOAT64)
+        torch.testing.assert_close(encoder_style(z, z, z)[:, -1], seen["out"][:, -1], **FLOAT64)

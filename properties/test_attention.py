@@ -1,45 +1,12 @@
 """Attention mechanics: what softmax(Q K^T / sqrt(d_k)) V is, what its scale does, what it costs.
 
-Claims attn.definition, attn.convex-combination, attn.context-mixing, attn.qk-variance,
-attn.qk-variance-init, attn.softmax-saturation, attn.unscaled-vanishing-gradient,
-attn.faq-softmax-example, attn.scale-folded-into-init, attn.dot-vs-additive-cost, attn.complexity.
+Each output row is a convex combination of the value rows, weighted by a softmax over the keys of
+the scaled query-key scores, so without a mask every input reaches every output. For unit-variance
+entries q.k has variance d_k, and dividing by sqrt(d_k) brings it back to one (at initialisation it is
+one only with variance-1/d_model weights, 1/9 with PyTorch's default); unscaled scores at large d_k
+saturate the softmax into one-hot rows whose gradient vanishes. The scale can as well be folded into
+W^Q. The core costs 4 n^2 d FLOPs and keeps n x n weights; additive attention builds n x n x d_a.
 Tests taking ``attention_impl`` run against every implementation of ``properties/conformance.py``.
-
-Property -> bug it kills:
-- test_attention_is_the_softmax_of_scaled_scores_applied_to_values (every implementation) -> a scale
-  of 1/d_k, of 1/sqrt(d_model) instead of 1/sqrt(d_k) (the multi-head adapters), no scale, an
-  inverted scale; softmax over the query axis; a mask applied after the softmax; a multiplicative
-  0/1 mask; flipped polarity; a per-example mask misaligned with the batch/head layout; heads split
-  or merged without the transpose.
-- test_project_attention_equals_torch_sdpa_with_boolean_and_additive_masks -> the same, checked
-  against PyTorch's fused kernel with both mask dtypes.
-- test_multi_head_attention_equals_torch_multihead_attention_with_copied_weights -> W^K/W^V swapped,
-  output projection skipped, heads split/merged without the transpose, sqrt(d_model) scaling, mask
-  polarity not converted at the nn.MultiheadAttention boundary.
-- test_each_output_row_is_a_convex_combination_of_value_rows -> mask after the softmax (rows no
-  longer sum to 1), softmax over the wrong axis, a multiplicative mask, weights not renormalised.
-- test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows -> a softmax without the max
-  subtraction (exp overflow), a -inf fill giving -inf - -inf = NaN on an empty row, a -1e9 fill
-  that overflows float16.
-- test_every_output_of_unmasked_self_attention_depends_on_every_input -> a causal (or diagonal) mask
-  applied where none was asked for, a padding mask built from a wrong length.
-- test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_makes_it_one -> a scale
-  of 1/d_k, sqrt(d_model), none (the model-read scaled scores must equal q.k / sqrt(d_k)).
-- test_scaled_scores_at_initialisation_have_variance_one_ninth_by_default_and_one_with_xavier_like_weights
-  -> sqrt(d_model) instead of sqrt(d_k) (variance / h), heads split without the transpose (queries
-  mixed across positions change nothing here, but a wrong d_k does), a wrong default init.
-- test_scaling_logits_up_saturates_attention_to_one_hot_and_flattens_its_jacobian -> softmax over the
-  wrong axis (a single query gets weight 1 on every key), no max subtraction (NaN at large scale).
-- test_unscaled_scores_at_d_k_512_give_near_one_hot_rows_and_much_smaller_softmax_gradients -> a scale
-  that is not 1/sqrt(d_k) (the scaled rows would saturate too).
-- test_faq_softmax_example_to_two_decimals -> any scale other than 1/sqrt(d_k), softmax over the
-  wrong axis.
-- test_folding_the_scale_into_w_q_gives_identical_scores_and_outputs -> a scale other than
-  1/sqrt(d_k), a query bias left out of the projection.
-- test_additive_attention_materialises_n_by_n_by_d_a_dot_product_only_n_by_n -> an attention that
-  builds (n, n, d) intermediates (broadcast-multiply-sum instead of a matmul).
-- test_attention_core_costs_4_n_squared_d_flops -> extra or missing matmuls in the core (e.g. the
-  scores computed twice, values multiplied per head in a loop of the wrong size).
 """
 
 from __future__ import annotations
@@ -61,13 +28,22 @@ from proofs.closed_forms import (
     scaled_score_variance_torch_default,
     softmax_off_max_bound,
 )
-from properties.conformance import attention_weights, load_user_implementation, reference_attention
-from properties.strategies import attention_cases, attention_layouts, gaussian, live_rows, seeds
+from properties.conformance import (
+    attention_weights,
+    load_user_implementation,
+    reference_attention,
+)
+from properties.strategies import (
+    attention_cases,
+    attention_layouts,
+    gaussian,
+    live_rows,
+    seeds,
+)
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
 from transformer import MultiHeadAttention
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 # (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
 PADDED_WITH_EMPTY_EXAMPLE = ((3, 2, 2, 4, 2), torch.tensor([4, 0, 2])[:, None, None, None] > torch.arange(4))
@@ -148,9 +124,9 @@ def test_attention_is_the_softmax_of_scaled_scores_applied_to_values(attention_i
     out, weights = attention_impl(q, k, v, allowed)
     expected, expected_weights = reference_attention(q, k, v, allowed)
     live = live_rows(allowed, expected_weights.shape)
-    torch.testing.assert_close(out[live], expected[live], **TOL)
+    torch.testing.assert_close(out[live], expected[live], **FLOAT64)
     if weights is not None:
-        torch.testing.assert_close(weights[live], expected_weights[live], **TOL)
+        torch.testing.assert_close(weights[live], expected_weights[live], **FLOAT64)
 
 
 @pytest.mark.claim("attn.convex-combination", kind="exact")
@@ -165,7 +141,7 @@ def test_each_output_row_is_a_convex_combination_of_value_rows(attention_impl, c
     out, returned = attention_impl(q, k, v, allowed)
     for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
         assert (weights >= 0).all(), f"negative weight {weights.min().item()}"
-        torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, n_q, dtype=weights.dtype), **TOL)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, n_q, dtype=weights.dtype), **FLOAT64)
     visible = allowed.expand(B, H, n_q, n_k)[..., None]  # (B, H, S_q, S_k, 1)
     low = torch.where(visible, v[:, :, None], math.inf).amin(-2)  # (B, H, S_q, d)
     high = torch.where(visible, v[:, :, None], -math.inf).amax(-2)
@@ -202,7 +178,7 @@ def test_project_attention_equals_torch_sdpa_with_boolean_and_additive_masks(cas
     q, k, v = qkv(layout, seed)
     torch_mask = torch.zeros(allowed.shape, dtype=q.dtype).masked_fill(~allowed, -math.inf) if additive else allowed
     ours, _ = scaled_dot_product_attention(q, k, v, allowed)
-    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=torch_mask), **TOL)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=torch_mask), **FLOAT64)
 
 
 @pytest.mark.claim("attn.definition", kind="exact")
@@ -224,8 +200,8 @@ def test_multi_head_attention_equals_torch_multihead_attention_with_copied_weigh
     if additive:
         blocked = torch.zeros(blocked.shape, dtype=torch.float64).masked_fill(blocked, -math.inf)
     expected, expected_weights = theirs(query, key, value, attn_mask=blocked, average_attn_weights=False)
-    torch.testing.assert_close(ours(query, key, value, allowed), expected, **TOL)
-    torch.testing.assert_close(ours.last_weights, expected_weights, **TOL)
+    torch.testing.assert_close(ours(query, key, value, allowed), expected, **FLOAT64)
+    torch.testing.assert_close(ours.last_weights, expected_weights, **FLOAT64)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,7 +244,7 @@ def test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_m
         q, k = gaussian((n, 1, d_k), 2024 + d_k), gaussian((n, 1, d_k), 4048 + d_k)
         dots = (q * k).sum(-1).flatten()  # (N,)
         # the model's scores are these dot products over sqrt(d_k) (checked on the first 2000 pairs)
-        torch.testing.assert_close(scaled_scores(q[:2000], k[:2000]), dots[:2000] / math.sqrt(d_k), **TOL)
+        torch.testing.assert_close(scaled_scores(q[:2000], k[:2000]), dots[:2000] / math.sqrt(d_k), **FLOAT64)
         mean, mean_hw = median_of_means(dots, sigma=math.sqrt(d_k), alpha=alpha)
         var, var_hw = median_of_means(dots**2, sigma=math.sqrt(2 * d_k**2 + 6 * d_k), alpha=alpha)
         measure(f"dot_variance_d{d_k}", var, interval=[var - var_hw, var + var_hw], closed_form=d_k,
@@ -455,8 +431,8 @@ def test_folding_the_scale_into_w_q_gives_identical_scores_and_outputs(case, see
         k, v = mha.split_heads(mha.w_k(memory)), mha.split_heads(mha.w_v(memory))
         folded = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=1.0)
         scores = (q @ k.transpose(-2, -1)).masked_fill(~allowed, -math.inf)  # no scale
-    torch.testing.assert_close(mha.last_weights, torch.softmax(scores, -1), **TOL)
-    torch.testing.assert_close(out, mha.w_o(mha.merge_heads(folded)), **TOL)
+    torch.testing.assert_close(mha.last_weights, torch.softmax(scores, -1), **FLOAT64)
+    torch.testing.assert_close(out, mha.w_o(mha.merge_heads(folded)), **FLOAT64)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -544,7 +520,7 @@ def test_attention_impl_option_loads_a_factory_and_refuses_a_malformed_spec():
     q, k, v = qkv((B, H, n_q, n_k, d), 0)
     out, weights = impl(q, k, v, allowed)
     expected, expected_weights = reference_attention(q, k, v, allowed)
-    torch.testing.assert_close(out, expected, **TOL)
-    torch.testing.assert_close(weights, expected_weights, **TOL)
+    torch.testing.assert_close(out, expected, **FLOAT64)
+    torch.testing.assert_close(weights, expected_weights, **FLOAT64)
     with pytest.raises(pytest.UsageError, match="MODULE:FACTORY"):
         load_user_implementation("properties.examples.naive_attention")

@@ -1,26 +1,9 @@
 """Decoding: one parallel masked pass, step-by-step recomputation and cached incremental decoding agree.
 
-Claims arch.teacher-forcing-parallel, arch.kv-cache-equivalence and arch.mask-needed-at-inference.
 Training computes every target position in one pass under the causal mask; generation produces one
 token at a time, either recomputing the whole prefix or feeding only the new tokens to a key/value
 cache. The three must give the same distribution at every step, and it is the causal mask that makes
-the parallel pass agree with the sequential ones.
-
-Property -> bug it kills:
-- test_parallel_recomputed_and_cached_decoding_agree_at_every_step -> position offset not advanced in
-  incremental decoding (sinusoidal, learned, rotary and ALiBi positions are drawn); cache concatenated
-  on the wrong axis, or new keys put before the old ones (multi-token chunks are drawn); a causal mask
-  that lets a query see the next token; causal mask skipped on the cached path (multi-token chunks) or
-  on the parallel path; source padding mask lost on one path; target padding not carried in the cache.
-- test_without_the_causal_mask_the_last_position_differs_once_the_prefix_passes_two_layers -> a causal mask
-  hard-wired inside the decoder layers (then the mask passed by `decode` would not be what makes
-  training and inference agree); a causal mask that hides a query's own position (all three decoding
-  paths agree on that bug, but the last position no longer sees what an unmasked pass sees).
-- test_the_decoder_needs_the_causal_mask_concrete_case -> the same, on one recorded example.
-- test_greedy_generation_takes_one_step_per_token_and_one_parallel_pass_reproduces_it -> generation
-  that re-feeds the whole prefix to the cache, a cached and an uncached greedy path that disagree.
-- test_one_parallel_pass_is_faster_than_sequential_steps -> a training path that decodes position by
-  position (the advertised parallelism missing); records the measured speed ratios.
+the parallel pass agree with the sequential ones: without it the parallel pass sees the future.
 """
 
 from __future__ import annotations
@@ -32,16 +15,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.strategies import encoder_decoder_cases, model_configs, seeds
+from properties.strategies import encoder_decoder_cases, model_configs, seeded_model, seeds
 from properties.tolerances import FLOAT64_DEEP
 from transformer import Transformer, TransformerConfig, greedy_decode
-
-TOL = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
-
-
-def _model(config: TransformerConfig, seed: int) -> Transformer:
-    torch.manual_seed(seed)
-    return Transformer(config).double().eval()
 
 
 @pytest.mark.claim("arch.teacher-forcing-parallel", "arch.kv-cache-equivalence", kind="exact")
@@ -50,19 +26,19 @@ def test_parallel_recomputed_and_cached_decoding_agree_at_every_step(case):
     """Parallel masked pass == recomputing each prefix == feeding chunks to a KV cache, at every position."""
     config, seed, src, src_allowed, tgt, tgt_allowed, chunks = (
         case.config, case.seed, case.src, case.src_allowed, case.tgt, case.tgt_allowed, list(case.chunks))
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     with torch.no_grad():
         memory = model.encode(src, src_allowed)
         parallel = model.generator(model.decode(tgt, memory, src_allowed, tgt_allowed))  # (B, T, V)
         for t in range(tgt.shape[1]):  # generation without a cache: the whole prefix again at each step
             prefix = model.decode(tgt[:, : t + 1], memory, src_allowed, tgt_allowed[:, : t + 1])
-            torch.testing.assert_close(model.generator(prefix[:, -1]), parallel[:, t], **TOL,
+            torch.testing.assert_close(model.generator(prefix[:, -1]), parallel[:, t], **FLOAT64_DEEP,
                                        msg=lambda m: f"recomputed step {t} differs from the parallel pass: {m}")
         cache, start = model.new_cache(), 0
         for size in chunks:  # generation with a cache: only the new tokens, any chunk size
             fresh = model.decode(tgt[:, start:start + size], memory, src_allowed,
                                  tgt_allowed[:, start:start + size], cache=cache)
-            torch.testing.assert_close(model.generator(fresh), parallel[:, start:start + size], **TOL,
+            torch.testing.assert_close(model.generator(fresh), parallel[:, start:start + size], **FLOAT64_DEEP,
                                        msg=lambda m: f"cached chunk at {start} (sizes {chunks}) differs: {m}")
             start += size
 
@@ -74,7 +50,7 @@ def test_greedy_generation_takes_one_step_per_token_and_one_parallel_pass_reprod
                                                                                        steps, seed):
     """Greedy generation calls the decoder once per new token (with or without a cache, same tokens), and one
     parallel masked pass over the finished sequence predicts every generated token from its prefix."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=torch.Generator().manual_seed(seed))
     calls = []
     hook = model.decoder.register_forward_hook(lambda m, args, out: calls.append(out.shape[1]))
@@ -113,7 +89,7 @@ def test_without_the_causal_mask_the_last_position_differs_once_the_prefix_passe
     changes it when the decoder has two or more layers (the earlier positions' first-layer states saw
     later tokens and feed the last query's keys and values above), and leaves it unchanged with one
     layer (the last query sees every key anyway). Position 0 differs in both cases."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=g)
     tgt = _distinct_neighbours(torch.randint(0, config.tgt_vocab_size, (batch, tgt_len), generator=g),
@@ -122,7 +98,7 @@ def test_without_the_causal_mask_the_last_position_differs_once_the_prefix_passe
     gap = (unmasked - incremental).abs().amax(dim=-1)  # (B, T)
     assert (gap[:, 0] > 1e3 * FLOAT64_DEEP.atol).all(), f"without the mask position 0 still agrees (gap {gap.tolist()})"
     if config.n_decoder_layers == 1:
-        torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **TOL)
+        torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **FLOAT64_DEEP)
     else:
         assert (gap[:, -1] > 1e3 * FLOAT64_DEEP.atol).all(), f"{config.n_decoder_layers} layers, last position gap {gap[:, -1]}"
 
@@ -134,7 +110,7 @@ def test_the_decoder_needs_the_causal_mask_concrete_case(measure):
     with two; the masked parallel pass agrees with incremental decoding everywhere."""
     src, tgt = torch.tensor([[3, 5, 7, 2]]), torch.tensor([[1, 4, 9, 6, 2]])
     for layers in (1, 2):
-        model = _model(TransformerConfig.tiny(vocab_size=11, n_decoder_layers=layers, pad_id=None), 0)
+        model = seeded_model(TransformerConfig.tiny(vocab_size=11, n_decoder_layers=layers, pad_id=None), 0)
         unmasked, incremental = _unmasked_and_incremental(model, src, tgt)
         with torch.no_grad():
             masked = model.decode(tgt, model.encode(src))
@@ -145,10 +121,10 @@ def test_the_decoder_needs_the_causal_mask_concrete_case(measure):
         measure("max_abs_gap_with_mask", float((masked - incremental).abs().max()), params={"decoder_layers": layers})
         assert (gap[:-1] > 1e-3).all(), f"every position but the last sees the future, gaps {gap.tolist()}"
         if layers == 1:
-            torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **TOL)  # the last position sees all anyway
+            torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **FLOAT64_DEEP)  # the last position sees all anyway
         else:
             assert gap[-1] > 1e-3, f"two layers: the last position should change, gap {float(gap[-1])}"
-        torch.testing.assert_close(masked, incremental, **TOL)
+        torch.testing.assert_close(masked, incremental, **FLOAT64_DEEP)
 
 
 def _best_time(fn, repeats: int = 5) -> float:

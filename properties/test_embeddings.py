@@ -1,18 +1,14 @@
 """Token embeddings: the sqrt(d_model) factor, and whether the token survives the added position code.
 
-Claims embed.sqrt-d-scaling and pe.preserves-token-identity, measured on the model's own
-TokenEmbedding / InputEmbedding at initialisation.
+The embedding table is drawn with variance 1/d_model and multiplied by sqrt(d_model), so its entries
+have unit variance, the scale of the sinusoidal code added to it; at a realistic width the token can
+still be read back from the sum as the nearest embedding row. Both are measured on the model's own
+``TokenEmbedding`` / ``InputEmbedding`` at initialisation.
 
 Statistical tests and their false-alarm rates (each <= 1e-6 per run):
 - unit variance: the scaled entries are N(0, 1) under the claim (the model draws N(0, 1/d) and
   multiplies by sqrt(d)), so sum(x^2) ~ chi-square(n); a two-sided test at 1e-6 / 3 per width.
 - token recovery: k of n positions recovered; one-sided exact binomial test of P(recovered) >= 0.99.
-
-Property -> bug it kills:
-- test_scaled_embeddings_have_unit_variance_like_the_position_code -> missing sqrt(d_model) (variance
-  1/d), scaling by d_model or 1/sqrt(d_model), an init of another variance (e.g. torch's N(0, 1)).
-- test_the_token_is_recovered_from_embedding_plus_position_at_realistic_width -> missing sqrt(d_model)
-  (the code then drowns the token: recovery collapses), a position code added with a wrong scale.
 """
 
 from __future__ import annotations
@@ -23,7 +19,12 @@ import torch
 
 from proofs.closed_forms import KERAS_UNIFORM_VARIANCE, sinusoid_squared_norm
 from properties.tolerances import FALSE_ALARM_RATE
-from transformer import InputEmbedding, TokenEmbedding, TransformerConfig, sinusoidal_encoding
+from transformer import (
+    InputEmbedding,
+    TokenEmbedding,
+    TransformerConfig,
+    sinusoidal_encoding,
+)
 
 
 @pytest.mark.claim("embed.sqrt-d-scaling", kind="statistical")

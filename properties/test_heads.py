@@ -1,29 +1,15 @@
 """Multi-head attention: what splitting into heads computes, costs, and can express.
 
-Claims heads.reshape-equals-loop, heads.same-cost-as-single, heads.low-rank-per-head,
-heads.no-averaging (heads.prunable, heads.specialise and attn.sparse-rows need trained models and live
-elsewhere). The test taking ``attention_impl`` runs against every implementation of
-``properties/conformance.py``.
-
-Property -> bug it kills:
-- test_all_heads_at_once_equal_each_head_alone (every implementation) -> heads split or merged
-  without the transpose (a reshape of (B, S, D) straight to (B, H, S, d_k) mixes positions into
-  heads), a per-head mask applied to the wrong head, a scale computed from the total width.
-- test_multi_head_attention_equals_a_loop_over_per_head_weight_slices -> the same on the model with
-  real weights, a head's W^O slice taken from rows instead of columns, W^K/W^V swapped, a bias
-  dropped, merge_heads concatenating in the wrong order.
-- test_flops_and_parameters_do_not_depend_on_the_number_of_heads (+ table) -> a per-head projection of
-  full width (d_model per head instead of d_model / h), a head loop that recomputes projections.
-- test_each_head_scores_have_rank_at_most_d_head -> heads of the wrong width (no split, or d_model
-  per head), queries and keys taken from the wrong head.
-- test_two_heads_return_two_positions_side_by_side_one_head_only_their_average -> merge without the
-  transpose (the halves land at the wrong positions), heads sharing one set of weights, softmax
-  over the wrong axis.
+Splitting d_model into h heads of width d_model / h and attending in each at once (one reshape) equals
+running each head's slice of W^Q, W^K, W^V alone and concatenating the results before W^O, and it
+costs the same FLOPs and parameters as one head of full width. Each head's score matrix has rank at
+most d_model / h. Heads are concatenated, not averaged: two heads can return two positions side by
+side where one head can only return their average. The test taking ``attention_impl`` runs against
+every implementation of ``properties/conformance.py``.
 """
 
 from __future__ import annotations
 
-import math
 from unittest import mock
 
 import pytest
@@ -39,8 +25,6 @@ from properties.strategies import attention_cases, gaussian, head_layouts, seeds
 from properties.tolerances import FLOAT64
 from transformer import MultiHeadAttention
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-
 
 @pytest.mark.claim("heads.reshape-equals-loop", kind="exact")
 @pytest.mark.attention_property("reshape-equals-loop")
@@ -54,7 +38,7 @@ def test_all_heads_at_once_equal_each_head_alone(attention_impl, case, seed):
     for h in range(H):
         mask = None if allowed is None else allowed[:, h:h + 1] if allowed.shape[1] == H else allowed
         alone, _ = attention_impl(q[:, h:h + 1], k[:, h:h + 1], v[:, h:h + 1], mask)
-        torch.testing.assert_close(out[:, h:h + 1], alone, **TOL)
+        torch.testing.assert_close(out[:, h:h + 1], alone, **FLOAT64)
 
 
 @pytest.mark.claim("heads.reshape-equals-loop", kind="exact")
@@ -77,7 +61,7 @@ def test_multi_head_attention_equals_a_loop_over_per_head_weight_slices(case, se
             mask = allowed[:, i if allowed.shape[1] == H else 0][:, None]
             head, _ = reference_attention(q[:, None], k[:, None], v[:, None], mask)  # (B, 1, S_q, d_k)
             expected += head[:, 0] @ w["w_o"].T
-        torch.testing.assert_close(mha(query, memory, memory, allowed), expected, **TOL)
+        torch.testing.assert_close(mha(query, memory, memory, allowed), expected, **FLOAT64)
 
 
 def _forward_flops(mha, x) -> int:
@@ -174,12 +158,12 @@ def test_two_heads_return_two_positions_side_by_side_one_head_only_their_average
         for linear, scale in ((mha.w_q, 1000.0), (mha.w_k, 1.0), (mha.w_v, 1.0), (mha.w_o, 1.0)):
             _set(linear, scale * torch.eye(2 * n, dtype=torch.float64))
     with torch.no_grad():
-        torch.testing.assert_close(two(query, tokens, tokens), target, **TOL)
+        torch.testing.assert_close(two(query, tokens, tokens), target, **FLOAT64)
         averaged = one(query, tokens, tokens)
-        torch.testing.assert_close(averaged, (target + target.roll(n, -1)) / 2, **TOL)  # (e_A + e_B)/2 twice
+        torch.testing.assert_close(averaged, (target + target.roll(n, -1)) / 2, **FLOAT64)  # (e_A + e_B)/2 twice
         torch.manual_seed(seed)
         for linear in (one.w_q, one.w_k):
             _set(linear, torch.randn(2 * n, 2 * n, dtype=torch.float64) * 10)
         anything = one(query, tokens, tokens)
-    torch.testing.assert_close(anything[..., :n], anything[..., n:], **TOL)
+    torch.testing.assert_close(anything[..., :n], anything[..., n:], **FLOAT64)
     assert ((anything - target).abs().amax(-1) >= 0.5 - 1e-9).all(), "one head reached (e_A, e_B)"

@@ -1,40 +1,11 @@
 """Masks and variable length: what padding and causal masks guarantee, in every dtype.
 
-Claims mask.padding-zero-weight, mask.padding-invariance, mask.unmasked-padding-leaks,
-mask.fully-masked-row, mask.low-precision-fill, mask.batch-equals-individual,
-mask.causal-future-invariance. Tests taking ``attention_impl`` run against every implementation of
-``properties/conformance.py``.
-
-Property -> bug it kills:
-- test_padded_keys_get_exactly_zero_weight (every implementation) -> a multiplicative 0/1 mask
-  (masked scores become 0, not -inf), a mask applied after the softmax and renormalised wrongly,
-  flipped polarity, a padding mask broadcast over queries instead of keys, a per-example mask
-  misaligned with the batch/head layout (B != H != S_k in every draw).
-- test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding (every implementation) ->
-  the same, plus a finite fill too small to beat real scores (-1e4 against large scores), a mask
-  dropped on one path.
-- test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing (every implementation,
-  float32/16/bf16) -> a -inf fill (NaN from -inf - -inf), a finite fill without zeroing the weights
-  afterwards (the row then averages the masked values), NaN gradients through an empty row (even a
-  NaN that a later masked_fill zeroes: a -inf fill), a -1e9 fill in float16 (torch refuses it).
-- test_masked_weights_are_exactly_zero_in_half_precision (every implementation) -> a fill that
-  overflows or is not small enough in float16/bfloat16 (-1e4 is not -inf after the scale), softmax
-  computed in half precision without max subtraction, masks cast to the scores' dtype and added.
-- test_causal_attention_ignores_the_future_and_sees_the_present (every implementation) -> causal
-  diagonal off by one either way (j < i hides the present, j <= i + 1 leaks the next token), a
-  transposed causal mask (attending to the future only), a causal mask skipped.
-- test_mask_helpers_follow_their_definitions -> causal_mask off by one or transposed, offset ignored,
-  padding_mask_from_lengths with < vs <=, key_padding_mask broadcasting over queries, combine as OR.
-- test_boolean_mask_equals_its_additive_form_and_float_masks_are_refused -> a float 0/1 mask read as
-  an additive bias (masked keys get +0 instead of -inf) or as allowed = 1.
-- test_without_a_mask_zero_padding_keys_take_weight_exp0_over_z_and_move_outputs -> a wrong scale or
-  softmax axis (the padding weight is no longer exp(0) / Z).
-- test_padded_batch_equals_each_sequence_alone_and_padding_length_does_not_matter (whole model) ->
-  padding mask broadcast over queries, mask misaligned with the batch, cross-attention given the
-  target mask or no memory mask, positions counted from the padded end.
-- test_decoder_ignores_later_tokens_encoder_sees_them (whole model) -> causal mask skipped in the
-  decoder or applied in the encoder, off by one either way (the decoder's own weights must put zero
-  on later keys and positive weight on the present one).
+A padded key gets exactly zero weight, so outputs at real positions ignore what the padding holds and
+how much of it there is, and a padded batch equals each sequence run alone; without a mask, zero
+padding keys still take weight exp(0) / Z. A query with no visible key gets a finite output that reads
+nothing, and the fill value must still mean "never" in float16 and bfloat16. A causal mask hides
+exactly the future: position i sees positions 0..i. Tests taking ``attention_impl`` run against every
+implementation of ``properties/conformance.py``.
 """
 
 from __future__ import annotations
@@ -56,15 +27,13 @@ from properties.strategies import (
     lengths_with_padding,
     live_rows,
     model_configs,
+    seeded_model,
     seeds,
 )
 from properties.tolerances import BY_DTYPE, EXACT_ZERO, FLOAT64, FLOAT64_DEEP
-from transformer import Transformer
 from transformer.attention import scaled_dot_product_attention
 from transformer.masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 PADDING = ("padding", "padding+causal")
 # (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
 PADDED_WITH_EMPTY_EXAMPLE = ((3, 2, 2, 4, 2), torch.tensor([4, 0, 2])[:, None, None, None] > torch.arange(4))
@@ -112,7 +81,7 @@ def test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding(atte
     allowed2 = torch.cat([allowed, torch.zeros(*allowed.shape[:-1], extra, dtype=torch.bool)], -1)
     out2, _ = attention_impl(q, k2, v2, allowed2)
     live = live_rows(allowed, (B, H, n_q, n_k))
-    torch.testing.assert_close(out2[live], out[live], **TOL)
+    torch.testing.assert_close(out2[live], out[live], **FLOAT64)
 
 
 @pytest.mark.claim("mask.fully-masked-row", kind="exact")
@@ -156,7 +125,7 @@ def test_masked_weights_are_exactly_zero_in_half_precision(attention_impl, case,
         assert (weights[blocked] == EXACT_ZERO).all(), f"{dtype}: masked weights {weights[blocked].abs().max()}"
     expected, _ = reference_attention(q, k, v, allowed)
     tol = BY_DTYPE[dtype]
-    torch.testing.assert_close(out.double(), expected, rtol=tol.rtol, atol=tol.atol)
+    torch.testing.assert_close(out.double(), expected, **tol)
 
 
 @pytest.mark.claim("mask.low-precision-fill", kind="counterexample")
@@ -191,7 +160,7 @@ def test_causal_attention_ignores_the_future_and_sees_the_present(attention_impl
     k2, v2 = k.clone(), v.clone()
     k2[:, :, t + 1:], v2[:, :, t + 1:] = (gaussian(k2[:, :, t + 1:].shape, seed + i, scale=10.0) for i in (3, 4))
     out2, _ = attention_impl(q, k2, v2, allowed)
-    torch.testing.assert_close(out2[:, :, : t + 1], out[:, :, : t + 1], **TOL)
+    torch.testing.assert_close(out2[:, :, : t + 1], out[:, :, : t + 1], **FLOAT64)
     v3 = v.clone()
     v3[:, :, t] += 1.0
     out3, _ = attention_impl(q, k, v3, allowed)
@@ -233,8 +202,8 @@ def test_boolean_mask_equals_its_additive_form_and_float_masks_are_refused(case,
     by_bool, w_bool = scaled_dot_product_attention(q, k, v, allowed)
     by_bias, w_bias = scaled_dot_product_attention(q, k, v, bias=additive)
     live = live_rows(allowed, w_bool.shape)
-    torch.testing.assert_close(by_bias[live], by_bool[live], **TOL)
-    torch.testing.assert_close(w_bias[live], w_bool[live], **TOL)
+    torch.testing.assert_close(by_bias[live], by_bool[live], **FLOAT64)
+    torch.testing.assert_close(w_bias[live], w_bool[live], **FLOAT64)
     with pytest.raises(TypeError, match="torch.bool"):
         scaled_dot_product_attention(q, k, v, allowed.to(q.dtype))
 
@@ -252,7 +221,7 @@ def test_without_a_mask_zero_padding_keys_take_weight_exp0_over_z_and_move_outpu
     leaky, weights = scaled_dot_product_attention(q, k_pad, v_pad)
     real_scores = q @ k.transpose(-2, -1) / math.sqrt(d)
     z = real_scores.exp().sum(-1, keepdim=True) + pad * math.exp(0.0)  # (B, H, S_q, 1)
-    torch.testing.assert_close(weights[..., n_k:], (math.exp(0.0) / z).expand(B, H, n_q, pad), **TOL)
+    torch.testing.assert_close(weights[..., n_k:], (math.exp(0.0) / z).expand(B, H, n_q, pad), **FLOAT64)
     assert (weights[..., n_k:] > 0).all()
     real_only = (torch.arange(n_k + pad) < n_k)[None, None, None, :]  # (1, 1, 1, S_k + pad)
     masked, _ = scaled_dot_product_attention(q, k_pad, v_pad, real_only)
@@ -263,10 +232,6 @@ def test_without_a_mask_zero_padding_keys_take_weight_exp0_over_z_and_move_outpu
 # The whole model: batches of different lengths, causal decoding
 # ------------------------------------------------------------------------------------------------
 
-def _model(config, seed):
-    torch.manual_seed(seed)
-    return Transformer(config).double().eval()
-
 
 @pytest.mark.claim("mask.batch-equals-individual", kind="exact")
 @given(config=model_configs(max_layers=2), batch=st.integers(1, 3), src_len=st.integers(1, 6),
@@ -275,7 +240,7 @@ def test_padded_batch_equals_each_sequence_alone_and_padding_length_does_not_mat
         config, batch, src_len, tgt_len, extra, seed, data):
     """mask.batch-equals-individual: sources and targets of different lengths, padded (to the longest
     plus ``extra``) and run together, give every sequence the log-probabilities it gets alone."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     src_lengths = data.draw(lengths_with_padding(batch=batch, max_len=src_len), label="src_lengths")
     tgt_lengths = data.draw(lengths_with_padding(batch=batch, max_len=tgt_len), label="tgt_lengths")
     g = torch.Generator().manual_seed(seed)
@@ -287,7 +252,7 @@ def test_padded_batch_equals_each_sequence_alone_and_padding_length_does_not_mat
     for b in range(batch):
         s, t = int(src_lengths[b]), int(tgt_lengths[b])
         alone = model(src[b:b + 1, :s], tgt[b:b + 1, :t])[0]
-        torch.testing.assert_close(batched[b, :t], alone, **DEEP)
+        torch.testing.assert_close(batched[b, :t], alone, **FLOAT64_DEEP)
 
 
 @pytest.mark.claim("mask.causal-future-invariance", kind="exact")
@@ -298,7 +263,7 @@ def test_decoder_ignores_later_tokens_encoder_sees_them(config, batch, length, s
     outputs up to t unchanged, and every decoder self-attention row puts zero weight on later keys and
     positive weight on the present one; changing the source token after t changes the encoder's
     output at t (no causal mask there)."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     t = data.draw(st.integers(0, length - 2), label="t")
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, length), generator=g)
@@ -311,7 +276,7 @@ def test_decoder_ignores_later_tokens_encoder_sees_them(config, batch, length, s
         assert (w.diagonal(dim1=-2, dim2=-1) > 0).all(), "a decoder position cannot see itself"
     later = tgt.clone()
     later[:, t + 1:] = (tgt[:, t + 1:] + 1) % config.tgt_vocab_size
-    torch.testing.assert_close(model.decode(later, memory)[:, : t + 1], out[:, : t + 1], **DEEP)
+    torch.testing.assert_close(model.decode(later, memory)[:, : t + 1], out[:, : t + 1], **FLOAT64_DEEP)
     src2 = src.clone()
     src2[:, t + 1] = (src[:, t + 1] + 1) % config.src_vocab_size
     moved = (model.encode(src2)[:, t] - memory[:, t]).abs().amax(-1)  # (B,)

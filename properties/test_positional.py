@@ -1,37 +1,12 @@
 """Positional information: what attention cannot see without it, and what the sinusoidal code is.
 
-Claims pe.permutation-equivariance, pe.breaks-equivariance, pe.causal-mask-carries-order,
-pe.sinusoid-shape, pe.relative-by-rotation, pe.dot-depends-on-offset, pe.long-range-decay,
-pe.why-10000, pe.learned-no-extrapolation, pe.rope-relative, pe.alibi-translation-invariant.
-The code is always read back from the model (what `InputEmbedding` adds, what attention computes),
+Without positions an encoder is permutation-equivariant: reordering the tokens only reorders the
+outputs, so word order is invisible (in a decoder the causal mask alone carries it). The sinusoidal
+code is bounded, moves by a fixed rotation when the position shifts by k, and its inner products
+depend only on the offset and fade with distance on average; the base 10000 sets that horizon. A
+learned table stops at its length; rotary scores and ALiBi biases depend only on relative positions.
+The code is always read back from the model (what ``InputEmbedding`` adds, what attention computes),
 never from a formula restated here.
-
-Property -> bug it kills:
-- test_without_positions_the_encoder_is_permutation_equivariant -> heads split or merged without the
-  transpose (positions mixed with features); a causal mask applied in the encoder; a padding mask not
-  aligned with its example; positions injected although positional="none".
-- test_absolute_codes_break_equivariance_for_every_permutation, ..._relative_codes_break_...,
-  test_a_swap_of_two_tokens_breaks_equivariance_concrete_case -> the same code row added at every
-  position, the code added along the batch or feature axis instead of the sequence axis, the code
-  never added, rotary or ALiBi not applied.
-- test_alibi_encoder_stays_equivariant_under_reversal -> an ALiBi bias that is not symmetric in i - j.
-- test_without_positions_the_causal_mask_alone_breaks_equivariance (+ concrete case) -> a decoder
-  whose causal mask is skipped; a causal mask applied inside the layers even when not asked for.
-- test_sinusoidal_code_is_bounded_has_norm_sqrt_half_d_and_geometric_wavelengths -> PE exponent i/d
-  instead of 2i/d, a wrong base, sin/cos swapped or not interleaved, the code added on the wrong axis
-  or the same row for every position, position offset ignored.
-- test_code_at_pos_plus_k_is_a_fixed_rotation_of_the_code_at_pos -> the same bugs, at large positions.
-- test_code_inner_product_depends_only_on_the_signed_offset_and_is_even -> ditto (any non-sinusoid).
-- test_code_similarity_peaks_at_zero_and_decays_on_average, test_code_similarity_is_not_monotone_in_the_offset
-  -> a wrong exponent or base (the window means and the pinned first rise at 43 -> 44 move).
-- test_base_sets_the_similarity_horizon_not_the_collision_distance -> a base that is not applied.
-- test_learned_positions_refuse_lengths_past_the_table_sinusoidal_extend -> a learned table that
-  silently clamps or wraps positions.
-- test_rotary_scores_depend_only_on_relative_position, test_rotary_attention_is_translation_invariant
-  -> rotation on the wrong pairs or with different frequencies for queries and keys, queries and keys
-  rotated at different positions, rotation not applied.
-- test_alibi_attention_is_translation_invariant -> ALiBi bias computed from absolute positions, key
-  positions not offset consistently with the cache.
 """
 
 from __future__ import annotations
@@ -49,21 +24,12 @@ from properties.strategies import (
     non_identity_permutations,
     padded_token_batches,
     per_example_permutations,
+    seeded_model,
     seeds,
 )
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
-from transformer import (
-    ALiBi,
-    InputEmbedding,
-    KVCache,
-    MultiHeadAttention,
-    RotaryEmbedding,
-    Transformer,
-    TransformerConfig,
-)
+from transformer import ALiBi, InputEmbedding, KVCache, MultiHeadAttention, RotaryEmbedding, TransformerConfig
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 MARGIN = 1e-6  # a real break of equivariance moves outputs by far more; round-off by far less
 
 
@@ -79,10 +45,6 @@ def added_code(d_model: int, positions: range, *, base: float = 10000.0, positio
         ids = torch.zeros(1, len(positions), dtype=torch.long)
         return embed(ids, position_offset=positions.start)[0]
 
-
-def _model(config, seed):
-    torch.manual_seed(seed)
-    return Transformer(config).double().eval()
 
 
 def _take(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -111,10 +73,10 @@ def test_without_positions_the_encoder_is_permutation_equivariant(config, batch,
     src, allowed = data.draw(padded_token_batches(vocab_size=config.src_vocab_size, batch=batch,
                                                   length=length, seed=seed))
     perm = data.draw(per_example_permutations(batch=batch, length=length))
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     with torch.no_grad():
         torch.testing.assert_close(model.encode(_take(src, perm), _take(allowed, perm)),
-                                   _take(model.encode(src, allowed), perm), **DEEP)
+                                   _take(model.encode(src, allowed), perm), **FLOAT64_DEEP)
 
 
 @pytest.mark.claim("pe.breaks-equivariance", kind="exact")
@@ -125,7 +87,7 @@ def test_absolute_codes_break_equivariance_for_every_permutation(config, batch, 
     perm = data.draw(non_identity_permutations(batch=batch, length=length))
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, length), generator=g)
-    gap = _equivariance_gap(_model(config, seed), src, torch.ones_like(src, dtype=torch.bool), perm)
+    gap = _equivariance_gap(seeded_model(config, seed), src, torch.ones_like(src, dtype=torch.bool), perm)
     assert (gap > MARGIN).all(), f"permutations {perm.tolist()} left the output equivariant (gaps {gap.tolist()})"
 
 
@@ -139,7 +101,7 @@ def test_relative_codes_break_equivariance_for_a_swap_of_distinct_neighbours(con
     src[:, 1] = (src[:, 0] + 1 + src[:, 1] % (config.src_vocab_size - 1)) % config.src_vocab_size
     perm = torch.arange(length).repeat(batch, 1)
     perm[:, [0, 1]] = perm[:, [1, 0]]
-    gap = _equivariance_gap(_model(config, seed), src, torch.ones_like(src, dtype=torch.bool), perm)
+    gap = _equivariance_gap(seeded_model(config, seed), src, torch.ones_like(src, dtype=torch.bool), perm)
     assert (gap > MARGIN).all(), f"swapping tokens 0 and 1 left the output equivariant (gaps {gap.tolist()})"
 
 
@@ -150,8 +112,8 @@ def test_alibi_encoder_stays_equivariant_under_reversal(config, batch, length, s
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, length), generator=g)
     perm = torch.arange(length).flip(0).repeat(batch, 1)
-    gap = _equivariance_gap(_model(config, seed), src, torch.ones_like(src, dtype=torch.bool), perm)
-    assert (gap <= DEEP["atol"] + DEEP["rtol"] * 10).all(), f"reversal changed an ALiBi encoder (gaps {gap.tolist()})"
+    gap = _equivariance_gap(seeded_model(config, seed), src, torch.ones_like(src, dtype=torch.bool), perm)
+    assert (gap <= FLOAT64_DEEP.atol + FLOAT64_DEEP.rtol * 10).all(), f"reversal changed an ALiBi encoder (gaps {gap.tolist()})"
 
 
 @pytest.mark.claim("pe.breaks-equivariance", kind="counterexample")
@@ -161,7 +123,7 @@ def test_a_swap_of_two_tokens_breaks_equivariance_concrete_case(measure):
     gaps = {}
     for positional in ("sinusoidal", "learned", "rope", "alibi", "none"):
         config = TransformerConfig.tiny(vocab_size=11, positional=positional, pad_id=None)
-        gaps[positional] = float(_equivariance_gap(_model(config, 0), src, torch.ones_like(src, dtype=torch.bool), perm))
+        gaps[positional] = float(_equivariance_gap(seeded_model(config, 0), src, torch.ones_like(src, dtype=torch.bool), perm))
     measure("counterexample", {"src": src.tolist(), "permutation": perm.tolist(), "config": "tiny, seed 0",
                                "max_abs_gap_by_positional": gaps})
     assert all(gaps[k] > 1e-3 for k in ("sinusoidal", "learned", "rope", "alibi")), gaps
@@ -186,7 +148,7 @@ def _decoder_gaps(model, src, tgt, perm, causal: bool):
 def test_without_positions_the_causal_mask_alone_breaks_equivariance(config, batch, src_len, tgt_len, seed, data):
     """No positional code: the causal decoder is not equivariant under a swap of two distinct target tokens,
     while the same layers without the mask are equivariant under any permutation."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=g)
     tgt = torch.randint(0, config.tgt_vocab_size, (batch, tgt_len), generator=g)
@@ -204,7 +166,7 @@ def test_without_positions_the_causal_mask_alone_breaks_equivariance(config, bat
 def test_the_causal_mask_carries_order_concrete_case(measure):
     """Tiny preset, no positional code: swapping target tokens 0 and 1 changes the causal decoder's output."""
     config = TransformerConfig.tiny(vocab_size=11, positional="none", pad_id=None)
-    model = _model(config, 0)
+    model = seeded_model(config, 0)
     src, tgt, perm = torch.tensor([[3, 5, 7]]), torch.tensor([[1, 4, 9, 6]]), torch.tensor([[1, 0, 2, 3]])
     causal = float(_decoder_gaps(model, src, tgt, perm, causal=True))
     unmasked = float(_decoder_gaps(model, src, tgt, perm, causal=False))
@@ -229,12 +191,12 @@ def test_sinusoidal_code_is_bounded_has_norm_sqrt_half_d_and_geometric_wavelengt
     so wavelengths run geometrically from 2 pi with ratio base^(2/d) (the longest is 2 pi base^(1 - 2/d))."""
     rows = added_code(d_model, range(start, start + length), base=base)  # (S, D)
     assert rows.abs().max() <= 1.0
-    torch.testing.assert_close((rows ** 2).sum(dim=1), torch.full((length,), d_model / 2, dtype=torch.float64), **TOL)
+    torch.testing.assert_close((rows ** 2).sum(dim=1), torch.full((length,), d_model / 2, dtype=torch.float64), **FLOAT64)
     first = added_code(d_model, range(0, 2), base=base)  # positions 0 and 1
     turn = torch.complex(first[1, 1::2], first[1, 0::2]) * torch.complex(first[0, 1::2], -first[0, 0::2])
     wavelengths = 2 * math.pi / turn.angle()  # (D/2,): angle per position is < 1 rad, so it is unambiguous
     expected = 2 * math.pi * base ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
-    torch.testing.assert_close(wavelengths, expected, **TOL)
+    torch.testing.assert_close(wavelengths, expected, **FLOAT64)
 
 
 def _rotation_blocks(d_model: int, k: int, base: float) -> torch.Tensor:
@@ -253,7 +215,7 @@ def test_code_at_pos_plus_k_is_a_fixed_rotation_of_the_code_at_pos(d_model, base
     here = added_code(d_model, range(start, start + length), base=base).reshape(length, -1, 2)
     there = added_code(d_model, range(start + k, start + k + length), base=base).reshape(length, -1, 2)
     rotated = torch.einsum("iab,sib->sia", _rotation_blocks(d_model, k, base), here)
-    torch.testing.assert_close(there, rotated, **TOL)
+    torch.testing.assert_close(there, rotated, **FLOAT64)
 
 
 @pytest.mark.claim("pe.dot-depends-on-offset", kind="exact")
@@ -263,8 +225,8 @@ def test_code_inner_product_depends_only_on_the_signed_offset_and_is_even(d_mode
     lo, hi = min(m, n), max(m, n)
     codes = added_code(d_model, range(0, 2 * hi - lo + shift + 1), base=base)
     dot = lambda a, b: codes[a] @ codes[b]  # noqa: E731
-    torch.testing.assert_close(dot(m + shift, n + shift), dot(m, n), **DEEP)
-    torch.testing.assert_close(dot(hi, hi + (hi - lo)), dot(hi, lo), **DEEP)  # after == before
+    torch.testing.assert_close(dot(m + shift, n + shift), dot(m, n), **FLOAT64_DEEP)
+    torch.testing.assert_close(dot(hi, hi + (hi - lo)), dot(hi, lo), **FLOAT64_DEEP)  # after == before
 
 
 def _similarity_curve(d_model: int, n_positions: int, base: float = 10000.0) -> torch.Tensor:
@@ -330,7 +292,7 @@ def test_base_sets_the_similarity_horizon_not_the_collision_distance(measure):
 def test_learned_positions_refuse_lengths_past_the_table_sinusoidal_extend(config, max_len, seed):
     """A learned table of max_len rows serves lengths up to max_len and refuses max_len + 1 (also when a cache
     reaches it); the sinusoidal code of the same model serves 4 max_len positions, all distinct."""
-    model = _model(config.with_(max_len=max_len), seed)
+    model = seeded_model(config.with_(max_len=max_len), seed)
     src = torch.ones(1, max_len, dtype=torch.long)
     memory = model.encode(src)
     with pytest.raises(ValueError, match="max_len"):
@@ -340,7 +302,7 @@ def test_learned_positions_refuse_lengths_past_the_table_sinusoidal_extend(confi
     with pytest.raises(ValueError, match="max_len"):
         model.decode(src[:, :1], memory, cache=cache)
     codes = added_code(config.d_model, range(0, 4 * max_len))
-    sinusoidal = _model(config.with_(max_len=max_len, positional="sinusoidal"), seed)
+    sinusoidal = seeded_model(config.with_(max_len=max_len, positional="sinusoidal"), seed)
     assert torch.isfinite(sinusoidal.encode(torch.ones(1, 4 * max_len, dtype=torch.long))).all()
     assert torch.cdist(codes, codes).add(torch.eye(4 * max_len)).min() > 0, "two positions share a code"
 
@@ -360,8 +322,8 @@ def test_rotary_scores_depend_only_on_relative_position(h, half, m, n, shift, se
     q, k = gaussian((1, h, 1, d_k), seed), gaussian((1, h, 1, d_k), seed + 1)
     at = lambda x, p: rope(x, torch.tensor([p]))  # noqa: E731
     score = lambda a, b: (at(q, a) * at(k, b)).sum(-1)  # noqa: E731  (1, h, 1)
-    torch.testing.assert_close(score(m + shift, n + shift), score(m, n), **DEEP)
-    torch.testing.assert_close(at(q, m).norm(dim=-1), q.norm(dim=-1), **TOL)
+    torch.testing.assert_close(score(m + shift, n + shift), score(m, n), **FLOAT64_DEEP)
+    torch.testing.assert_close(at(q, m).norm(dim=-1), q.norm(dim=-1), **FLOAT64)
     assert (score(1, 0) - score(0, 0)).abs().max() > MARGIN, "an offset of one position left the score unchanged"
 
 
@@ -385,8 +347,8 @@ def test_rotary_attention_is_translation_invariant(h, half, length, shift, seed)
     attention = MultiHeadAttention(h * d_k, h, rotary=RotaryEmbedding(d_k)).double()
     x = gaussian((2, length, h * d_k), seed)
     here = attention(x, x, x)
-    torch.testing.assert_close(attention(x, x, x, query_offset=shift), here, **DEEP)
-    torch.testing.assert_close(_shifted_by_masked_ghosts(attention, x, shift, seed), here, **DEEP)
+    torch.testing.assert_close(attention(x, x, x, query_offset=shift), here, **FLOAT64_DEEP)
+    torch.testing.assert_close(_shifted_by_masked_ghosts(attention, x, shift, seed), here, **FLOAT64_DEEP)
 
 
 @pytest.mark.claim("pe.alibi-translation-invariant", kind="exact")
@@ -397,10 +359,10 @@ def test_alibi_attention_is_translation_invariant(h, d_k, length, shift, seed):
     cached keys (positions shifted by s) returns what it returns at position 0."""
     positions = torch.arange(length)
     alibi = ALiBi(h)
-    torch.testing.assert_close(alibi(positions + shift, positions + shift), alibi(positions, positions), **TOL)
+    torch.testing.assert_close(alibi(positions + shift, positions + shift), alibi(positions, positions), **FLOAT64)
     torch.manual_seed(seed)
     attention = MultiHeadAttention(h * d_k, h, alibi=alibi).double()
     x = gaussian((2, length, h * d_k), seed)
-    torch.testing.assert_close(_shifted_by_masked_ghosts(attention, x, shift, seed), attention(x, x, x), **DEEP)
+    torch.testing.assert_close(_shifted_by_masked_ghosts(attention, x, shift, seed), attention(x, x, x), **FLOAT64_DEEP)
     if length > 1:  # the bias is not vacuous: the same keys at a distance get different scores
         assert (alibi(positions, positions)[:, 0, 1] < 0).all()

@@ -1,27 +1,11 @@
 """Query and key projections: symmetry, self-attention on the diagonal, and what W_q != W_k buys.
 
-Claims qk.shared-projection-symmetric, qk.separate-projection-asymmetric,
-qk.diagonal-max-counterexample, qk.no-projection-self-dominant, qk.projection-enables-other-focus.
-Scores are read from the model itself: the per-head queries and keys its attention function
-receives (a spy on ``transformer.attention.scaled_dot_product_attention``) and the weights it returns.
-
-Property -> bug it kills:
-- test_shared_or_absent_projections_give_symmetric_scores_and_reversible_weights -> W^K not tied to
-  W^Q under "shared" (a copy instead of the same module), keys projected although "none", rotary or
-  bias applied to queries only.
-- test_separate_projections_give_asymmetric_scores -> W^K silently tied to W^Q (or both Identity)
-  under "separate".
-- test_faq_claim_the_diagonal_of_xxt_is_always_the_row_maximum (strict xfail: the claim is false) and
-  test_hypothesis_finds_a_row_whose_diagonal_is_not_its_maximum -> nothing in transformer/; they
-  pin the counterexample that makes the FAQ's statement false.
-- test_rows_of_equal_norm_have_their_diagonal_as_a_row_maximum,
-  test_without_projections_layernormed_tokens_attend_most_to_themselves -> scores that are not
-  x_i . x_j under "none" (a projection left in, the scale applied per row), softmax over the wrong
-  axis (the row maximum would move).
-- test_without_projections_self_attention_concentrates_on_the_diagonal_as_d_grows -> the same, and
-  a scale that grows with d faster than sqrt(d) would flatten the rows.
-- test_with_projections_a_token_can_prefer_every_other_token_to_itself -> W^K tied to W^Q (the
-  constructed W^K = -W^Q cannot exist), keys taken from the queries.
+With one shared projection, or none, the score matrix x W W^T x^T is symmetric: i scores j as j
+scores i. Separate W^Q and W^K break that symmetry. Without projections a token need not attend most
+to itself (the FAQ says it always does; a longer row beats the diagonal), but it does when rows have
+equal norms, as after LayerNorm, and ever more sharply as d grows. With projections a token can
+prefer every other token to itself. Scores are read from the model itself: the per-head queries and
+keys its attention function receives (a spy on ``transformer.attention.scaled_dot_product_attention``).
 """
 
 from __future__ import annotations
@@ -42,7 +26,6 @@ from properties.strategies import gaussian, head_layouts, seeds, small_token_mat
 from properties.tolerances import ALPHA_QK_NO_PROJECTION_DIAGONAL_MASS, FLOAT64
 from transformer import MultiHeadAttention
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
 # What the (derandomized) hypothesis.find below shrank its search to when this was written: a longer
 # parallel row beats the diagonal, S = [[1, 2], [2, 4]], row 0's diagonal 1 < 2.
 PINNED_COUNTEREXAMPLE = [[1.0], [2.0]]
@@ -97,7 +80,7 @@ def test_shared_or_absent_projections_give_symmetric_scores_and_reversible_weigh
     mha = MultiHeadAttention(d, h, qk_projection=qk).double()
     x = gaussian((batch, n, d), seed)
     scores = captured_scores(mha, x)
-    torch.testing.assert_close(scores, scores.transpose(-2, -1), **TOL)
+    torch.testing.assert_close(scores, scores.transpose(-2, -1), **FLOAT64)
     assert (cycle_defect(mha.last_weights) < 1e-9).all()
 
 

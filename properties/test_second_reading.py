@@ -30,7 +30,7 @@ from properties.distribution_free import (
     hoeffding_power,
     sign_test_power,
 )
-from properties.strategies import model_configs, seeds
+from properties.strategies import model_configs, seeded_model, seeds
 from properties.tolerances import (
     ALPHA_BATCHNORM_SATURATION,
     ALPHA_BATCHNORM_SMALL_BATCH,
@@ -42,13 +42,7 @@ from properties.trained_fixtures import median_interval
 from transformer import MultiHeadAttention, Transformer, TransformerConfig
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 
-TOL = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 SEES_THE_FUTURE = 1e3 * FLOAT64_DEEP.atol  # a gap this large is not round-off
-
-
-def _model(config: TransformerConfig, seed: int) -> Transformer:
-    torch.manual_seed(seed)
-    return Transformer(config).double().eval()
 
 
 def _distinct_tokens(batch: int, length: int, vocab: int, seed: int) -> torch.Tensor:
@@ -82,7 +76,7 @@ def test_one_token_cached_decoding_needs_no_causal_mask_a_chunk_does(config, bat
     states equal the causally masked parallel pass at every position (the cache holds only the past).
     Feeding the same tokens as one chunk of two or more without the mask changes the chunk's first
     position, which then sees the token after it."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=torch.Generator().manual_seed(seed))
     tgt = _distinct_tokens(batch, tgt_len, config.tgt_vocab_size, seed + 1)
     with torch.no_grad():
@@ -90,7 +84,7 @@ def test_one_token_cached_decoding_needs_no_causal_mask_a_chunk_does(config, bat
         masked = model.decode(tgt, memory)  # (B, T, D), the training-time computation
         one_by_one = _cached_without_mask(model, tgt, memory, [1] * tgt_len)
         chunk = _cached_without_mask(model, tgt, memory, [tgt_len])
-    torch.testing.assert_close(one_by_one, masked, **TOL)
+    torch.testing.assert_close(one_by_one, masked, **FLOAT64_DEEP)
     gap = (chunk[:, 0] - masked[:, 0]).abs().amax(-1)  # (B,)
     assert (gap > SEES_THE_FUTURE).all(), f"an unmasked chunk's first position did not change: {gap.tolist()}"
 
@@ -102,7 +96,7 @@ def test_one_token_cached_decoding_needs_no_causal_mask_a_chunk_does(config, bat
 def _embedding_gradient(config: TransformerConfig, seed: int, present: int):
     """Gradient of the target embedding table after one loss on tokens drawn from ids < present.
     Returns (grad (V, D), the set of ids read by any lookup that uses that table)."""
-    model = _model(config, seed)
+    model = seeded_model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src, tgt, gold = (torch.randint(0, present, (2, 4), generator=g) for _ in range(3))
     F.nll_loss(model(src, tgt).flatten(0, 1), gold.flatten()).backward()
@@ -187,7 +181,7 @@ def test_the_shared_projection_model_computes_what_query_diagonal_mass_simulates
         mha(x, x, x)
         q = mha.w_q(x)
         expected = torch.softmax(q @ q.transpose(-1, -2) / math.sqrt(d), -1)  # (1, n, n)
-    torch.testing.assert_close(mha.last_weights[:, 0], expected, rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
+    torch.testing.assert_close(mha.last_weights[:, 0], expected, **FLOAT64_DEEP)
 
 
 @pytest.mark.claim("qk.shared-projection-identity-like", kind="statistical")

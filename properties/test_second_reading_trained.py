@@ -11,14 +11,12 @@ Measurements are float32, computed once per run (`properties.second_reading_fixt
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties import second_reading_fixtures
 from properties.second_reading_fixtures import (
     CONTROL_DRAWS,
     RANK_SENTENCES,
@@ -38,21 +36,18 @@ from properties.trained_fixtures import (
 )
 
 offline()
-FIXTURES = (Path(second_reading_fixtures.__file__),)  # their code is part of the cache key
 SPARSEST = 6  # heads examined, in decreasing order of mean largest row weight
 SPARSE = 0.7  # a head is sparse when its rows put on average more than this on their largest key
 
 
 @pytest.fixture(scope="session")
 def ranks(request):
-    return computed_once(request.config, "minilm-head-ranks", rank_measurements, sources=FIXTURES,
-                         extra=minilm_identity())
+    return computed_once(request.config, "minilm-head-ranks", rank_measurements, extra=minilm_identity())
 
 
 @pytest.fixture(scope="session")
 def controls(request):
-    return computed_once(request.config, "minilm-pruning-controls", control_measurements, sources=FIXTURES,
-                         extra=minilm_identity())
+    return computed_once(request.config, "minilm-pruning-controls", control_measurements, extra=minilm_identity())
 
 
 @pytest.fixture(scope="session")

@@ -33,10 +33,6 @@ probability >= 1 - 2 P(Binomial(30, 1/2) <= 1) = 1 - 5.8e-8 whatever their distr
 sign-test interval, `median_interval` with alpha = 1e-6 / 9). "A beats B" is asserted when d_(2) > 0
 (at least 29 of 30 replicas favour A), "alike" when the interval lies inside +-5 accuracy points. The
 module computes 9 intervals, so the chance that any asserted conclusion is wrong is < 1e-6 per run.
-
-Bug it would catch in transformer/: a scaled_dot_product_attention that drops or doubles the
-1/sqrt(d_k) (the scaled runs would saturate like the unscaled ones), an AdditiveAttention without the
-tanh or with its softmax over the wrong axis (no longer alike at small d_k).
 """
 
 from __future__ import annotations
@@ -49,8 +45,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from properties._cache import computed_once
 from properties.tolerances import FALSE_ALARM_RATE
-from properties.trained_fixtures import computed_once, median_interval
+from properties.trained_fixtures import median_interval
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 
 MECHANISMS = ("additive", "scaled", "unscaled")

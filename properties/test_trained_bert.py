@@ -3,19 +3,13 @@
 First, a second oracle for the model: `transformer.pretrained` loads the weights into `InputEmbedding`
 + `Encoder`, and on generated word sequences (padded batches, two segments) its hidden states and
 attention weights equal Hugging Face `BertModel`'s in float64 to FLOAT64_DEEP (rtol 1e-9, atol 1e-10).
-Then measurements of what training did to the heads, on sentences written for this project
-(`properties.trained_fixtures`), in float32, computed once per run: attn.sparse-rows, heads.specialise,
-heads.prunable. Nothing is downloaded: the weights and tokenizer come from the installed package.
-
-Property -> bug it kills:
-- test_encoder_with_loaded_weights_matches_transformers_bert -> any change to attention (scale, mask
-  fill or polarity, softmax axis, head split/merge), to masks (padding on the wrong axis), to LayerNorm
-  (eps, placement, biased variance), GELU flavour, learned positions or token types, or to the loader's
-  name mapping.
-- test_loader_refuses_what_it_cannot_map -> a loader that silently skips weights it does not know.
-The measurement tests are evidence for their claims rather than guards of transformer/ (the oracle is
-the guard), though a broken model can show in them as well: with positions not added, no head can find
-the previous token.
+Then measurements of what training did to the heads, in float32, computed once per run: trained
+attention rows are concentrated where untrained ones are diffuse, some heads attend by position (the
+previous or next token) and others do not, and most single heads can be removed with little change to
+sentence embeddings. The sentences were written for this project (``properties.sentences``; the
+experiments are in ``properties.bert_experiments``). Nothing is downloaded: the weights and tokenizer
+come from the installed package. The oracle comparison guards ``transformer/``; the measurements are
+evidence for their claims.
 """
 
 from __future__ import annotations
@@ -26,22 +20,28 @@ import pytest
 import torch
 from hypothesis import given
 
-from properties.strategies import sentence_batches
-from properties.tolerances import FALSE_ALARM_RATE, FLOAT64_DEEP
-from properties.trained_fixtures import (
+from properties._cache import computed_once
+from properties.bert_experiments import (
     ATTENTION_SENTENCES,
+    EXPERIMENT_SOURCES,
     PRUNE_SENTENCES,
     attention_measurements,
-    computed_once,
     head_measurements,
-    median_interval,
     minilm_identity,
     offline,
 )
-from transformer.pretrained import bert_config, bert_state_dict_to_ours, load_minilm, minilm_dir, minilm_tokenizer
+from properties.strategies import sentence_batches
+from properties.tolerances import FALSE_ALARM_RATE, FLOAT64_DEEP
+from properties.trained_fixtures import median_interval
+from transformer.pretrained import (
+    bert_config,
+    bert_state_dict_to_ours,
+    load_minilm,
+    minilm_dir,
+    minilm_tokenizer,
+)
 
 offline()  # before anything can import transformers or huggingface_hub
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 LITTLE = 0.1  # a head's removal "changes the output little": < a tenth of the paraphrase distance
 
 
@@ -72,12 +72,14 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def attention(request):
-    return computed_once(request.config, "minilm-attention", attention_measurements, extra=minilm_identity())
+    return computed_once(request.config, "minilm-attention", attention_measurements, sources=EXPERIMENT_SOURCES,
+                         extra=minilm_identity())
 
 
 @pytest.fixture(scope="session")
 def heads(request):
-    return computed_once(request.config, "minilm-heads", head_measurements, extra=minilm_identity())
+    return computed_once(request.config, "minilm-heads", head_measurements, sources=EXPERIMENT_SOURCES,
+                         extra=minilm_identity())
 
 
 def padded_batch(tokenizer, texts, second_segment_word, extra_padding):
@@ -113,9 +115,9 @@ def test_encoder_with_loaded_weights_matches_transformers_bert(batch, hf_bert, o
     with torch.no_grad():
         ours = our_bert(ids, key_allowed, token_type_ids=types)
         theirs = hf_bert(ids, attention_mask=key_allowed.long(), token_type_ids=types, output_attentions=True)
-    torch.testing.assert_close(ours, theirs.last_hidden_state, **DEEP)
+    torch.testing.assert_close(ours, theirs.last_hidden_state, **FLOAT64_DEEP)
     for layer, (mine, reference) in enumerate(zip(our_bert.attention_weights(), theirs.attentions)):
-        torch.testing.assert_close(mine, reference, **DEEP, msg=lambda m: f"layer {layer} attention: {m}")
+        torch.testing.assert_close(mine, reference, **FLOAT64_DEEP, msg=lambda m: f"layer {layer} attention: {m}")
         assert (mine.masked_select(~key_allowed[:, None, None, :]) == 0).all(), "padded keys got weight"
 
 

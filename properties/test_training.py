@@ -1,24 +1,13 @@
 """Training: the learning-rate schedule, dropout (where, when, how scaled), the paper's presets, BERT masking.
 
-Claims train.noam-schedule, train.dropout-train-vs-eval, train.dropout-expectation,
-train.dropout-positions, train.paper-config, bert.mask-token-vs-attention-mask.
-Dropout sites are found by behaviour (a module whose output changes when it is run again on the same
-input in training mode), never by reading the configuration back.
-
-Property -> bug it kills:
-- test_noam_rate_rises_linearly_peaks_at_warmup_and_decays_as_inverse_sqrt -> warmup exponent wrong
-  (step * warmup^-1 or ^-2), steps counted from 0, the scheduler off by one step, min taken as max.
-- test_eval_mode_is_deterministic_and_equals_the_p0_model -> dropout active in eval (a functional
-  dropout called with training=True, or attention dropout ignoring the mode).
-- test_inverted_dropout_keeps_the_expectation -> dropout without the 1/(1-p) scaling (or with 1/p).
-- test_dropout_sits_on_sublayer_outputs_before_the_add_and_on_embedding_sums -> dropout on the residual
-  sum or after the norm instead of on the sub-layer output, dropout on the token embedding before the
-  position code is added, a missing or extra dropout site, dropout on the identity path.
-- test_presets_carry_the_paper_hyper_parameters -> a preset with wrong sizes, P_drop, warmup or Adam
-  settings; make_optimizer ignoring the configured betas or eps; label smoothing leaking mass onto padding.
-- test_key_masking_leaks_a_token_to_its_own_position_through_the_residual -> (a property of the
-  architecture, kept as a guard) a key padding mask that is not applied to every layer, or a residual
-  path that is missing.
+The rate rises linearly for ``warmup`` steps, peaks there, and decays as 1/sqrt(step). Dropout acts in
+training mode only; it zeroes each unit with probability p and scales the kept ones by 1/(1 - p), so
+the expectation is unchanged and inference needs no rescaling, and it sits on each sub-layer's output
+before the residual add and on the embedding sums. The presets carry the paper's sizes and settings,
+label smoothing included. Masking a key does not hide a token from its own position, which the
+residual carries: hence BERT's [MASK] token. Dropout sites are found by behaviour (a module whose
+output changes when it is run again on the same input in training mode), never by reading the
+configuration back.
 """
 
 from __future__ import annotations
@@ -33,7 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from proofs.closed_forms import dropout_scale, noam_lr, noam_peak
-from properties.strategies import model_configs, seeds
+from properties.strategies import model_configs, seeded_model, seeds
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64, FLOAT64_DEEP
 from transformer import (
     InputEmbedding,
@@ -46,10 +35,6 @@ from transformer import (
     noam_rate,
     noam_scheduler,
 )
-
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
-
 
 # ---------------------------------------------------------------------------------------------------
 # Learning-rate schedule
@@ -100,11 +85,12 @@ def test_eval_mode_is_deterministic_and_equals_the_p0_model(config, p_drop, attn
     still = Transformer(config).double().eval()
     still.load_state_dict(model.state_dict())
     g = torch.Generator().manual_seed(seed)
-    src, tgt = torch.randint(0, config.src_vocab_size, (2, 7), generator=g), torch.randint(0, config.tgt_vocab_size, (2, 7), generator=g)
+    src = torch.randint(0, config.src_vocab_size, (2, 7), generator=g)
+    tgt = torch.randint(0, config.tgt_vocab_size, (2, 7), generator=g)
     model.eval()
     first = model(src, tgt)
     assert torch.equal(first, model(src, tgt)), "eval mode must be deterministic"
-    torch.testing.assert_close(first, still(src, tgt), **TOL)
+    torch.testing.assert_close(first, still(src, tgt), **FLOAT64)
     model.train()
     assert not torch.equal(model(src, tgt), model(src, tgt)), "training mode should drop something"
 
@@ -125,7 +111,7 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
         ratio = (embed.train()(ids) / kept_value).flatten()
     n, scale = ratio.numel(), dropout_scale(p)
     zero = ratio == 0
-    torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **TOL)
+    torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **FLOAT64)
     zeros = scipy.stats.binomtest(int(zero.sum()), n, p)
     half_width = scale * math.sqrt(math.log(2 / (FALSE_ALARM_RATE / 2)) / (2 * n))
     mean = float(ratio.detach().mean())
@@ -229,6 +215,26 @@ def test_presets_carry_the_paper_hyper_parameters(preset, d, d_ff, h, p_drop):
     assert smoothed[0, config.pad_id] == 0, "label smoothing must not put mass on padding"
 
 
+@pytest.mark.claim("train.paper-config", kind="exact")
+@given(vocab=st.integers(3, 9), n=st.integers(1, 6), smoothing=st.sampled_from([0.0, 0.1, 0.3]), seed=seeds)
+def test_label_smoothed_loss_is_the_mean_cross_entropy_against_the_smoothed_target(vocab, n, smoothing, seed):
+    """Label smoothing (epsilon_ls = 0.1 in the paper): the loss is the mean, over non-padding positions, of
+    -sum_v q(v) log p(v), where q gives 1 - eps to the label, 0 to padding and eps / (V - 2) to every other token."""
+    g = torch.Generator().manual_seed(seed)
+    log_probs = torch.log_softmax(torch.randn(n, vocab, generator=g, dtype=torch.float64), dim=-1)
+    target = torch.randint(0, vocab, (n,), generator=g)
+    expected, count = 0.0, 0
+    for row, label in zip(log_probs.tolist(), target.tolist()):
+        if label == 0:  # padding position: not scored
+            continue
+        q = [0.0 if v == 0 else (1 - smoothing if v == label else smoothing / (vocab - 2)) for v in range(vocab)]
+        expected -= sum(qv * lp for qv, lp in zip(q, row))
+        count += 1
+    loss = LabelSmoothingLoss(vocab, smoothing, pad_id=0)(log_probs, target)
+    assert loss >= 0
+    assert abs(float(loss) - (expected / count if count else 0.0)) < 1e-12
+
+
 # ---------------------------------------------------------------------------------------------------
 # BERT: [MASK] tokens versus key masking
 # ---------------------------------------------------------------------------------------------------
@@ -255,8 +261,7 @@ def test_key_masking_leaks_a_token_to_its_own_position_through_the_residual(conf
     [MASK] instead leaves no trace of it anywhere."""
     config = config.with_(embedding_norm=True, activation="gelu")
     i %= length
-    torch.manual_seed(seed)
-    model = Transformer(config).double().eval()
+    model = seeded_model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(1, config.src_vocab_size, (batch, length), generator=g)
     other = src.clone()
@@ -309,9 +314,7 @@ def test_key_masking_leak_concrete_case(measure):
 @given(config=model_configs(), p=st.sampled_from([0.1, 0.3, 0.5]), seed=seeds)
 def test_every_dropout_site_scales_the_units_it_keeps_by_one_over_one_minus_p(config, p, seed):
     """Inverted dropout at EVERY stochastic site of the model (found by hooks, not by name): each output entry
-    is either 0 or its input times 1/(1 - p), exactly, so E[output] = input and eval needs no rescaling.
-
-    Kills: a hand-written dropout on any sub-layer or embedding that zeroes units but forgets 1/(1 - p)."""
+    is either 0 or its input times 1/(1 - p), exactly, so E[output] = input and eval needs no rescaling."""
     config = config.with_(p_drop=p)
     model, src, tgt = _training_model_and_batch(config, seed)
     seen = _watch_one_pass(model, lambda: model(src, tgt))
@@ -320,4 +323,4 @@ def test_every_dropout_site_scales_the_units_it_keeps_by_one_over_one_minus_p(co
         x, out = site["input"], site["output"]
         kept = out != 0
         note(f"site {type(module).__name__}")
-        torch.testing.assert_close(out[kept], x[kept] * dropout_scale(config.p_drop), **TOL)
+        torch.testing.assert_close(out[kept], x[kept] * dropout_scale(config.p_drop), **FLOAT64)

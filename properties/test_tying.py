@@ -1,21 +1,11 @@
 """Weight tying: one tensor for the source embedding, the target embedding and the pre-softmax linear.
 
-Claims tie.shared-storage, tie.no-transpose-needed, tie.copy-is-not-tying, tie.nearest-row-wins,
-tie.shared-vocab-cost. Tying means the same storage, not equal values: the checks compare tensor
-identity and data pointers, gradients and optimiser steps, never just values at one moment.
-
-Property -> bug it kills:
-- test_tied_matrices_are_one_tensor_counted_once_with_the_summed_gradient -> tying by copy (equal
-  values, separate storage), a tie that is lost on .double()/.to(), a gradient taken from one use only
-  (for example a detached embedding lookup), a source embedding left untied in three-way mode.
-- test_linear_and_embedding_store_the_same_vocab_by_d_shape -> a generator that transposes the table
-  (x @ E instead of x @ E^T) or keeps a bias it should not have.
-- test_a_copy_drifts_after_one_step_a_shared_tensor_cannot, test_each_tie_saves_vocab_times_d
-  -> tying by copy; a tie mode that ties nothing or the wrong pair.
-- test_with_equal_row_norms_the_embedding_row_wins_its_own_logit, test_unequal_row_norms_let_another_row_win
-  -> a generator reading another matrix than the embedding (a transposed or separate table).
-- test_output_projection_flops_grow_linearly_with_the_vocabulary -> a generator computing more than one
-  projection, or a dense projection whose size does not follow the vocabulary.
+The generator's weight has the embedding table's (vocab, d) shape, so tying needs no transpose. A tied
+tensor is counted once, receives the summed gradient of all its uses and saves vocab x d parameters
+per tie; a copy drifts apart after one optimiser step. With equal row norms a token's own row wins its
+logit, unequal norms let another row win, and the output projection's cost grows linearly with the
+vocabulary. Tying means the same storage, not equal values: the checks compare tensor identity and
+data pointers, gradients and optimiser steps, never just values at one moment.
 """
 
 from __future__ import annotations
@@ -30,10 +20,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from proofs.closed_forms import matmul_flops, tie_saving, transformer_params_from_config
 from properties.strategies import encoder_decoder_cases, gaussian, model_configs, seeds
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
-from transformer import Generator, Transformer, TransformerConfig, make_optimizer, noam_scheduler
+from transformer import (
+    Generator,
+    Transformer,
+    TransformerConfig,
+    make_optimizer,
+    noam_scheduler,
+)
 
-TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-DEEP = dict(rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol)
 TIED_NAMES = ("src_embed.token.lut.weight", "tgt_embed.token.lut.weight", "generator.proj.weight")
 
 
@@ -71,7 +65,7 @@ def test_tied_matrices_are_one_tensor_counted_once_with_the_summed_gradient(case
     _loss(model, src, tgt, seed).backward()
     _loss(twin, src, tgt, seed).backward()
     uses = _tied_uses(twin) if config.tying == "three-way" else _tied_uses(twin)[1:]
-    torch.testing.assert_close(tgt_w.grad, sum(w.grad for w in uses), **DEEP)
+    torch.testing.assert_close(tgt_w.grad, sum(w.grad for w in uses), **FLOAT64_DEEP)
 
 
 @pytest.mark.claim("tie.no-transpose-needed", kind="exact")
@@ -86,7 +80,7 @@ def test_linear_and_embedding_store_the_same_vocab_by_d_shape(vocab, d, n, seed)
     table = model.tgt_embed.token.weight
     assert model.generator.proj.weight.shape == table.shape == (config.tgt_vocab_size, 2 * d)
     x = gaussian((1, n, 2 * d), seed)
-    torch.testing.assert_close(model.generator(x), torch.log_softmax(x @ table.T, dim=-1), **TOL)
+    torch.testing.assert_close(model.generator(x), torch.log_softmax(x @ table.T, dim=-1), **FLOAT64)
 
 
 @pytest.mark.claim("tie.copy-is-not-tying", kind="exact")
@@ -141,7 +135,7 @@ def test_with_equal_row_norms_the_embedding_row_wins_its_own_logit(vocab, d, rad
     table = radius * rows / rows.norm(dim=1, keepdim=True)
     generator = _tied_generator(table)
     logits = generator.proj(table[None])[0]  # (V, V): row t = logits of hidden state E[t]
-    torch.testing.assert_close(logits.diagonal(), torch.full((vocab,), radius ** 2, dtype=torch.float64), **TOL)
+    torch.testing.assert_close(logits.diagonal(), torch.full((vocab,), radius ** 2, dtype=torch.float64), **FLOAT64)
     assert torch.equal(logits.argmax(dim=1), torch.arange(vocab)), "some row lost its own logit"
 
 

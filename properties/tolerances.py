@@ -6,15 +6,29 @@ terms; a few thousand ulps of 1.0 (2.2e-16) covers the sizes drawn here with a w
 still failing on any real bug (which moves results by at least 1e-3 in practice).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
 
 @dataclass(frozen=True)
-class Tol:
+class Tol(Mapping):
+    """A relative and an absolute tolerance; ``assert_close(a, b, **FLOAT64)`` passes both."""
+
     rtol: float
     atol: float
+
+    def __getitem__(self, key: str) -> float:
+        if key not in ("rtol", "atol"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(("rtol", "atol"))
+
+    def __len__(self) -> int:
+        return 2
 
 
 # Two float64 routes to the same value (different summation order, fused vs explicit paths).

@@ -8,30 +8,32 @@ count as a kill that says nothing about the suite.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import textwrap
+import tokenize
 from pathlib import Path
 
 import pytest
 
-from mutation import run
+from mutation import anchor, run
 from mutation.catalogue import AREAS, CATALOGUE, Mutant, Patch
 from mutation.pytest_plugin import GUARD_EXIT
 
 pytestmark = pytest.mark.skipif("MUTATION_ROOT" in os.environ, reason="inside a mutation run the sources are mutated")
 
 REPO = Path(__file__).resolve().parents[1]
-ISSUE_AREAS = {"scaling", "masks", "heads", "enc-dec", "embeddings", "norm", "decoding", "training", "tokenisers"}
+BUG_AREAS = {"scaling", "masks", "heads", "enc-dec", "embeddings", "norm", "decoding", "training", "tokenisers"}
 
 
 def test_catalogue_has_at_least_35_mutants_with_unique_ids_covering_every_area():
     ids = [m.id for m in CATALOGUE]
     assert len(ids) >= 35
     assert len(set(ids)) == len(ids), "duplicate mutant ids"
-    assert set(AREAS) == ISSUE_AREAS
-    assert {m.area for m in CATALOGUE} == ISSUE_AREAS, "an area of the issue has no mutant"
+    assert set(AREAS) == BUG_AREAS
+    assert {m.area for m in CATALOGUE} == BUG_AREAS, "an area of Transformer bugs has no mutant"
     assert all(m.description and m.patches for m in CATALOGUE)
     assert all(m.citation is None or m.citation.startswith("https://github.com/") for m in CATALOGUE)
 
@@ -61,6 +63,66 @@ def test_a_mutant_that_does_not_compile_is_refused(tmp_path):
     (tmp_path / "transformer" / "f.py").write_text("x = 1\n")
     broken = Mutant("broken", "masks", "syntax error", (Patch("transformer/f.py", "x = 1\n", "x = (\n"),))
     assert "does not compile" in run.check_catalogue(tmp_path, [broken])[0]
+
+
+# ------------------------------------------------------------------------------ patches anchored on code
+
+def _reworded(source: str) -> str:
+    """``source`` with every comment and docstring reworded (found by Python's own tokenizer)."""
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    edits, previous = [], tokenize.NEWLINE
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        is_docstring = tok.type == tokenize.STRING and previous in (tokenize.NEWLINE, tokenize.INDENT,
+                                                                      tokenize.DEDENT, tokenize.NL)
+        if tok.type == tokenize.COMMENT or is_docstring:
+            start = offsets[tok.start[0] - 1] + tok.start[1]
+            end = offsets[tok.end[0] - 1] + tok.end[1]
+            edits.append((start, end, "# a reworded comment" if tok.type == tokenize.COMMENT
+                          else '"""A reworded docstring,\non two lines."""'))
+        if tok.type not in (tokenize.COMMENT, tokenize.NL):
+            previous = tok.type
+    for start, end, text in reversed(edits):
+        source = source[:start] + text + source[end:]
+    return source
+
+
+def _code(source: str) -> list[str]:
+    return [t.text for t in anchor.code_tokens(source)]
+
+
+def test_rewording_every_comment_and_docstring_breaks_no_patch(tmp_path):
+    files = sorted({p.file for m in CATALOGUE for p in m.patches})
+    for file in files:
+        original = (REPO / file).read_text(encoding="utf-8")
+        reworded = _reworded(original)
+        assert reworded != original and _code(reworded) == _code(original)
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / file).write_text(reworded, encoding="utf-8")
+    assert run.check_catalogue(tmp_path, CATALOGUE) == []
+    for mutant in CATALOGUE:  # the mutant computes the same code whatever the prose says
+        for file in mutant.files:
+            on_original, on_reworded = (REPO / file).read_text(encoding="utf-8"), (tmp_path / file).read_text(encoding="utf-8")
+            for patch in (p for p in mutant.patches if p.file == file):
+                on_original = anchor.replace(on_original, patch.old, patch.new)
+                on_reworded = anchor.replace(on_reworded, patch.old, patch.new)
+            assert _code(on_reworded) == _code(on_original), mutant.id
+
+
+def test_a_change_of_code_still_stops_a_patch():
+    source = "def f(x):\n    return x / 2  # halve\n"
+    assert anchor.count(source, "    return x / 2  # a different comment\n") == 1
+    assert anchor.count(source.replace("/ 2", "/ 3"), "    return x / 2\n") == 0
+
+
+def test_line_snippets_replace_whole_lines_and_fragments_replace_spans():
+    source = "y = f(a,  b)  # comment\nz = 1\n"
+    assert anchor.replace(source, "y = f(a, b)\n", "y = g(a)\n") == "y = g(a)\nz = 1\n"
+    assert anchor.replace(source, "f(a, b)", "f(b, a)") == "y = f(b, a)  # comment\nz = 1\n"
+    with pytest.raises(anchor.AnchorError, match="share code"):
+        anchor.replace("y = f(a); x = 1\n", "y = f(a)\n", "y = 0\n")
 
 
 # ------------------------------------------------------------------------------ a tiny fake repository

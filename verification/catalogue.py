@@ -16,8 +16,8 @@ Each section file holds a ``[section]`` table (letter, title, title_zh) and ``[[
     # refers_to = ["..."]     optional: related claim ids
     # note = "..."            optional: remarks for the reader
 
-``config.toml`` (switches) and ``questions.toml`` (the glosses of the FAQ questions) live in the same
-folder and are not section files. ``load_catalogue`` reports every problem at once in one
+``questions.toml`` (the glosses of the FAQ questions) lives in the same folder and is not a section
+file. ``load_catalogue`` reports every problem at once in one
 ``CatalogueError``.
 """
 
@@ -36,7 +36,7 @@ STATUSES = ("verified", "failing", "missing")
 #: The key each verdict requires besides the common ones.
 VERDICT_REQUIRES = {"holds-under-conditions": "condition", "false-as-stated": "counterexample", "reference": "citation"}
 
-NOT_SECTION_FILES = {"config.toml", "questions.toml"}
+NOT_SECTION_FILES = {"questions.toml"}
 REQUIRED = ("id", "section", "sources", "title_zh", "claim", "evidence", "verdict")
 OPTIONAL = ("condition", "counterexample", "citation", "refers_to", "note")
 ID_PATTERN = re.compile(r"^[a-z]+\.[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -230,19 +230,3 @@ def load_questions(directory: str | Path | None = None) -> tuple[dict[str, dict]
     seeds = {s["prefix"]: {k: s.get(k, "") for k in ("file", "title", "title_zh")} for s in data.get("seed", [])}
     questions = {q["id"]: {"en": q.get("en", ""), "zh": q.get("zh", "")} for q in data.get("question", [])}
     return seeds, questions
-
-
-def load_config(directory: str | Path | None = None) -> dict:
-    """The switches of ``config.toml`` (empty when the file is absent)."""
-    path = Path(directory if directory is not None else CLAIMS_DIR) / "config.toml"
-    if not path.exists():
-        return {}
-    return tomllib.loads(path.read_text(encoding="utf-8"))
-
-
-def read_inventory_ids(path: str | Path) -> list[str]:
-    """Ids listed in an inventory: ``inventory-ids.txt`` (one per line) or the markdown inventory's tables."""
-    text = Path(path).read_text(encoding="utf-8")
-    if str(path).endswith(".md"):
-        return re.findall(r"^\|\s*([a-z]+\.[a-z0-9-]+)\s*\|", text, flags=re.MULTILINE)
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

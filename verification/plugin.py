@@ -17,30 +17,25 @@ Interface (loaded by the root ``conftest.py``)::
 * Options: ``--ledger-dir DIR`` writes ``claims.json`` and ``claims.md`` there at the end;
   ``--claims-strict`` fails the session if a non-reference claim has no evidence that ran or any
   evidence failed; ``--claims-dir DIR`` loads another catalogue (tests of the spine use it).
-* ``claims/config.toml`` ``strict_in_test = true`` (or ``CLAIMS_STRICT=1``) makes a full run (no paths,
-  -k, -m, --lf, --deselect on the command line) strict, as ``make test`` is meant to be in the end.
+* ``make test`` and ``make verify`` pass ``--claims-strict``; a plain ``pytest`` run is never strict.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
 from .aggregate import BAD, MAX_MEASUREMENT_CHARS, TestRecord, build_ledger, strict_problems, to_jsonable
-from .catalogue import KINDS, Catalogue, CatalogueError, load_catalogue, load_config
+from .catalogue import KINDS, Catalogue, CatalogueError, load_catalogue
 
 SPINE_KEY = pytest.StashKey["Spine"]()
 MARKER_HELP = ("claim(*ids, kind): link this test to catalogue claims (claims/*.toml) as evidence of the "
                f"given kind ({', '.join(KINDS)})")
 CONFORMANCE_HELP = ("conformance(implementation, property): record this test's outcome as one cell of the "
                     "implementation x property conformance table in the ledger")
-#: Command-line options that run part of the suite only: strict_in_test does not apply to such runs.
-NARROWING_OPTIONS = ("-k", "-m", "--keyword", "--markexpr", "--deselect", "--lf", "--last-failed", "--ff",
-                     "--sw", "--stepwise", "--ignore", "--co", "--collect-only", "--pdb", "--trace")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,30 +62,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
-
-
-def _is_full_run(config: pytest.Config) -> bool:
-    """True when pytest collects its configured testpaths and nothing narrows the selection."""
-    if config.args_source != pytest.Config.ArgsSource.TESTPATHS:
-        return False
-    for arg in config.invocation_params.args:
-        arg = str(arg)
-        for option in NARROWING_OPTIONS:
-            if arg == option or arg.startswith(option + "=") or (len(option) == 2 and arg.startswith(option)):
-                return False
-    return True
-
-
-def strict_requested(config: pytest.Config) -> bool:
-    """--claims-strict, or strict_in_test (config.toml, overridden by CLAIMS_STRICT) on a full run."""
-    if config.getoption("claims_strict"):
-        return True
-    env = os.environ.get("CLAIMS_STRICT", "").strip().lower()
-    if env:
-        wanted = env in ("1", "true", "yes", "on")
-    else:
-        wanted = bool(load_config(config.getoption("claims_dir")).get("strict_in_test", False))
-    return wanted and _is_full_run(config)
 
 
 def claim_ids(item: pytest.Item) -> list[str]:
@@ -195,7 +166,7 @@ class Spine:
     def pytest_sessionfinish(self, session, exitstatus):
         if _is_worker(self.config):
             return
-        self.strict = strict_requested(self.config) and not self.config.option.collectonly
+        self.strict = self.config.getoption("claims_strict") and not self.config.option.collectonly
         ledger_dir = self.config.getoption("ledger_dir")
         if not (self.strict or ledger_dir):
             return
