@@ -1,4 +1,4 @@
-"""Claims of the second reading that need no trained model: caches and masks, gradients through a shared
+"""Section K claims that need no trained model: caches and masks, gradients through a shared
 vocabulary, shared query/key projections, the cost of additive attention, BatchNorm, ReLU's scale.
 
 Decoding one token at a time over a key/value cache never meets a future key, so the causal mask has

@@ -51,7 +51,7 @@ BY_DTYPE = {
 # implementation) is at most this, per run.
 FALSE_ALARM_RATE = 1e-6
 
-# --- Second reading (section K) and the re-measured qk.no-projection-self-dominant --------------------
+# --- Section K and qk.no-projection-self-dominant --------------------------------------------------
 # These decisive statistical checks share 2e-7 of the run's 1e-6, one equal part each; each check
 # records its part as `alpha` (a check over several settings splits its part by a union bound).
 SECOND_READING_BUDGET = 2e-7
