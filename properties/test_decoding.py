@@ -80,41 +80,51 @@ def _unmasked_and_incremental(model: Transformer, src, tgt):
     return unmasked, incremental
 
 
-@pytest.mark.claim("arch.mask-needed-at-inference", kind="exact")
+@pytest.mark.claim("arch.mask-needed-at-inference", "arch.kv-cache-no-mask-needed", kind="exact")
 @given(config=model_configs(), batch=st.integers(1, 3), src_len=st.integers(1, 7), tgt_len=st.integers(2, 7),
        seed=seeds)
-def test_without_the_causal_mask_the_parallel_pass_disagrees_with_incremental_decoding(config, batch, src_len,
-                                                                                        tgt_len, seed):
-    """With the causal mask removed, position 0 already differs from what step-by-step decoding computes; with
-    one decoder layer the last position, which sees every key anyway, still agrees."""
+def test_without_the_causal_mask_the_last_position_differs_once_the_prefix_passes_two_layers(config, batch, src_len,
+                                                                                           tgt_len, seed):
+    """Generation reads the last position. Recomputing the whole prefix with the causal mask removed
+    changes it when the decoder has two or more layers (the earlier positions' first-layer states saw
+    later tokens and feed the last query's keys and values above), and leaves it unchanged with one
+    layer (the last query sees every key anyway). Position 0 differs in both cases."""
     model = seeded_model(config, seed)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, config.src_vocab_size, (batch, src_len), generator=g)
     tgt = _distinct_neighbours(torch.randint(0, config.tgt_vocab_size, (batch, tgt_len), generator=g),
                                config.tgt_vocab_size)
     unmasked, incremental = _unmasked_and_incremental(model, src, tgt)
-    gap = (unmasked[:, 0] - incremental[:, 0]).abs().amax(dim=-1)  # (B,)
-    assert (gap > 1e3 * FLOAT64_DEEP.atol).all(), f"without the mask position 0 still agrees (gap {gap.tolist()})"
-    if config.n_decoder_layers == 1:  # the last query sees every key either way
+    gap = (unmasked - incremental).abs().amax(dim=-1)  # (B, T)
+    assert (gap[:, 0] > 1e3 * FLOAT64_DEEP.atol).all(), f"without the mask position 0 still agrees (gap {gap.tolist()})"
+    if config.n_decoder_layers == 1:
         torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **FLOAT64_DEEP)
+    else:
+        assert (gap[:, -1] > 1e3 * FLOAT64_DEEP.atol).all(), f"{config.n_decoder_layers} layers, last position gap {gap[:, -1]}"
 
 
 @pytest.mark.claim("arch.mask-needed-at-inference", kind="counterexample")
 def test_the_decoder_needs_the_causal_mask_concrete_case(measure):
-    """On the tiny preset, the unmasked parallel pass differs from incremental decoding at every position
-    but (for one layer) the last, and the masked parallel pass does not."""
-    model = seeded_model(TransformerConfig.tiny(vocab_size=11, n_decoder_layers=1, pad_id=None), 0)
+    """On the tiny preset with one and with two decoder layers: the unmasked parallel pass differs from
+    incremental decoding at every position but the last with one layer, and at the last position too
+    with two; the masked parallel pass agrees with incremental decoding everywhere."""
     src, tgt = torch.tensor([[3, 5, 7, 2]]), torch.tensor([[1, 4, 9, 6, 2]])
-    unmasked, incremental = _unmasked_and_incremental(model, src, tgt)
-    with torch.no_grad():
-        masked = model.decode(tgt, model.encode(src))
-    gap = (unmasked - incremental).abs().amax(dim=-1)[0]  # (T,)
-    measure("counterexample", {"src": src.tolist(), "tgt": tgt.tolist(), "config": "tiny, 1 decoder layer, seed 0",
-                               "max_abs_gap_per_position_without_mask": gap.tolist()})
-    measure("max_abs_gap_with_mask", float((masked - incremental).abs().max()))
-    assert (gap[:-1] > 1e-3).all(), f"every position but the last sees the future, gaps {gap.tolist()}"
-    torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **FLOAT64_DEEP)  # the last position sees all anyway
-    torch.testing.assert_close(masked, incremental, **FLOAT64_DEEP)
+    for layers in (1, 2):
+        model = seeded_model(TransformerConfig.tiny(vocab_size=11, n_decoder_layers=layers, pad_id=None), 0)
+        unmasked, incremental = _unmasked_and_incremental(model, src, tgt)
+        with torch.no_grad():
+            masked = model.decode(tgt, model.encode(src))
+        gap = (unmasked - incremental).abs().amax(dim=-1)[0]  # (T,)
+        measure("max_abs_gap_per_position_without_mask", gap.tolist(), params={"decoder_layers": layers},
+                src=src.tolist(), tgt=tgt.tolist(), config="tiny, seed 0")
+        measure("last_position_gap_without_mask", float(gap[-1]), params={"decoder_layers": layers})
+        measure("max_abs_gap_with_mask", float((masked - incremental).abs().max()), params={"decoder_layers": layers})
+        assert (gap[:-1] > 1e-3).all(), f"every position but the last sees the future, gaps {gap.tolist()}"
+        if layers == 1:
+            torch.testing.assert_close(unmasked[:, -1], incremental[:, -1], **FLOAT64_DEEP)  # the last position sees all anyway
+        else:
+            assert gap[-1] > 1e-3, f"two layers: the last position should change, gap {float(gap[-1])}"
+        torch.testing.assert_close(masked, incremental, **FLOAT64_DEEP)
 
 
 def _best_time(fn, repeats: int = 5) -> float:

@@ -50,3 +50,14 @@ BY_DTYPE = {
 # Statistical properties: every test's false-alarm rate (probability of failing on a correct
 # implementation) is at most this, per run.
 FALSE_ALARM_RATE = 1e-6
+
+# --- Section K and qk.no-projection-self-dominant --------------------------------------------------
+# These decisive statistical checks share 2e-7 of the run's 1e-6, one equal part each; each check
+# records its part as `alpha` (a check over several settings splits its part by a union bound).
+SECOND_READING_BUDGET = 2e-7
+_SECOND_READING_CHECKS = 5
+ALPHA_QK_SHARED_DIAGONAL_MASS = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
+ALPHA_QK_NO_PROJECTION_DIAGONAL_MASS = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
+ALPHA_BATCHNORM_SMALL_BATCH = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
+ALPHA_BATCHNORM_SATURATION = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
+ALPHA_RELU_GAIN = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
