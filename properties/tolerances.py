@@ -36,3 +36,11 @@ BY_DTYPE = {
 # Statistical properties: every test's false-alarm rate (probability of failing on a correct
 # implementation) is at most this, per run.
 FALSE_ALARM_RATE = 1e-6
+
+# --------------------------------------------------------------------------------------------------
+# Toy-training experiments (properties/test_toy_experiments.py): their decisive checks together take
+# at most 2e-7 of the run's budget, split evenly; each check records TOY_TRAINING_ALPHA as its alpha.
+# --------------------------------------------------------------------------------------------------
+TOY_TRAINING_BUDGET = 2e-7
+TOY_TRAINING_CHECKS = 10
+TOY_TRAINING_ALPHA = TOY_TRAINING_BUDGET / TOY_TRAINING_CHECKS
