@@ -138,24 +138,27 @@ def own_position_weight(weights: torch.Tensor) -> torch.Tensor:
 # The regression task for multi-layer perceptrons: a fixed random teacher
 # --------------------------------------------------------------------------------------------------
 
+ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+
+
 @dataclass(frozen=True)
 class TeacherTask:
-    """x ~ N(0, I_d_in); y = tanh(x A) b / sqrt(hidden), A (d_in, hidden) and b (hidden,) fixed N(0, 1)
-    draws from `seed`: a smooth nonlinear target."""
+    """x ~ N(0, I_d_in); y = act(x A) b / sqrt(hidden), A (d_in, hidden) and b (hidden,) fixed N(0, 1) draws
+    from `seed`, act the teacher's activation: a smooth (tanh) or piecewise-linear (relu) target. A
+    student with the teacher's activation can represent the target exactly, so comparisons of student
+    activations are run on both teachers."""
 
     d_in: int = 8
     hidden: int = 16
     seed: int = 7
+    activation: str = "tanh"
 
     def batch(self, generator: torch.Generator, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (*shape, d_in) and targets (*shape, 1)."""
         g = torch.Generator().manual_seed(self.seed)
         a, b = torch.randn(self.d_in, self.hidden, generator=g), torch.randn(self.hidden, generator=g)
         x = torch.randn(*shape, self.d_in, generator=generator)
-        return x, (torch.tanh(x @ a) @ b / math.sqrt(self.hidden))[..., None]
-
-
-ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+        return x, (ACTIVATIONS[self.activation](x @ a) @ b / math.sqrt(self.hidden))[..., None]
 
 
 def perceptron_params(replicas: int, d_in: int, width: int, depth: int, seed: int) -> dict[str, torch.Tensor]:
