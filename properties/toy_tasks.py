@@ -101,22 +101,31 @@ def one_block_params(task: SequenceTask, replicas: int, d_model: int, d_ff: int,
     return p
 
 
+def multi_head_self_attention(p: dict[str, torch.Tensor], a: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concat(head_1..head_h) W^O with head_i = Attention(a W_i^Q, a W_i^K, a W_i^V), through the project's
+    scaled_dot_product_attention; the heads are d_k = d_model / h consecutive columns, as in MultiHeadAttention.
+
+    Shape: a (R, B, S, D) -> output (R, B, S, D), weights (R, B, H, S, S)."""
+    R, B, S, D = a.shape
+
+    def heads(name: str) -> torch.Tensor:  # -> (R, B, H, S, d_k)
+        return linear(p, name, a.reshape(R, B * S, D)).view(R, B, S, h, D // h).transpose(2, 3)
+
+    out, weights = scaled_dot_product_attention(heads("w_q"), heads("w_k"), heads("w_v"))  # (R, B, H, S, d_k)
+    merged = out.transpose(2, 3).reshape(R, B * S, D)
+    return linear(p, "w_o", merged).view(R, B, S, D), weights
+
+
 def one_block(p: dict[str, torch.Tensor], tokens: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embedding + positions, one pre-LN block (h-head self-attention through the project's
-    scaled_dot_product_attention, ReLU feed-forward), LayerNorm and a linear read-out.
+    """Embedding + positions, one pre-LN block (h-head self-attention, ReLU feed-forward), LayerNorm and a
+    linear read-out.
 
     Shape: tokens (R, B, S) -> logits (R, B, S, V), attention weights (R, B, H, S, S)."""
     R, B, S = tokens.shape
     D = p["embed"].shape[-1]
-    x = torch.gather(p["embed"], 1, tokens.reshape(R, B * S, 1).expand(-1, -1, D))  # (R, B*S, D)
-    x = (x.view(R, B, S, D) + p["pos"]).view(R, B * S, D)
-    a = F.layer_norm(x, (D,))
-
-    def heads(name: str) -> torch.Tensor:  # (R, B*S, D) -> (R, B, H, S, d_k)
-        return linear(p, name, a).view(R, B, S, h, D // h).transpose(2, 3)
-
-    out, weights = scaled_dot_product_attention(heads("w_q"), heads("w_k"), heads("w_v"))  # (R, B, H, S, d_k)
-    x = x + linear(p, "w_o", out.transpose(2, 3).reshape(R, B * S, D))
+    x = torch.gather(p["embed"], 1, tokens.reshape(R, B * S, 1).expand(-1, -1, D)).view(R, B, S, D) + p["pos"]
+    attended, weights = multi_head_self_attention(p, F.layer_norm(x, (D,)), h)
+    x = (x + attended).view(R, B * S, D)
     x = x + linear(p, "w_2", torch.relu(linear(p, "w_1", F.layer_norm(x, (D,)))))
     return linear(p, "out", F.layer_norm(x, (D,))).view(R, B, S, -1), weights
 
