@@ -145,13 +145,25 @@ def retrieve(p: dict[str, torch.Tensor], z: torch.Tensor, x: torch.Tensor, arm: 
     return out[:, :, 0]
 
 
+def score_std(p: dict[str, torch.Tensor], z: torch.Tensor, x: torch.Tensor, arm: str) -> torch.Tensor:
+    """Standard deviation of the softmax's inputs (q.k, or q.k / sqrt(d_k) when scaled) per replica: (R,)."""
+    R, B, n, d_k = x.shape
+    q = linear(p, "p_q", z)[:, :, None, :]  # (R, B, 1, d_k)
+    k = linear(p, "p_k", x.reshape(R, B * n, d_k)).view(R, B, n, d_k)
+    scores = (q * k).sum(-1) / (math.sqrt(d_k) if arm == "scaled" else 1.0)  # (R, B, n)
+    return scores.flatten(1).std(-1)
+
+
 def scale_experiment() -> dict:
-    """Per (d_k, arm): held-out retrieval accuracy (R,) and the training loss of the first step (R,)."""
+    """Per (d_k, arm): held-out retrieval accuracy (R,), the training loss of the first step (R,), and the
+    spread of the held-out scores before and after training (R,)."""
     result = {}
     for d_k in RETRIEVAL_DKS:
         z_eval, x_eval, t_eval = retrieval_batch(generator(123_456), (RETRIEVAL_EVAL,), d_k)
         for arm in SCALE_ARMS:
             p, stream = retrieval_params(d_k, arm), generator(d_k)
+            eval_inputs = expand(z_eval, RETRIEVAL_REPLICAS), expand(x_eval, RETRIEVAL_REPLICAS)
+            initial_spread = score_std(p, *eval_inputs, arm)
 
             def loss(p, step, arm=arm, stream=stream, d_k=d_k):
                 z, x, target = retrieval_batch(stream, (RETRIEVAL_REPLICAS, RETRIEVAL_BATCH), d_k)
@@ -159,9 +171,10 @@ def scale_experiment() -> dict:
 
             history = train(p, loss, RETRIEVAL_STEPS, lambda params: torch.optim.Adam(params, lr=RETRIEVAL_LR))
             with torch.no_grad():
-                weights = retrieve(p, expand(z_eval, RETRIEVAL_REPLICAS), expand(x_eval, RETRIEVAL_REPLICAS), arm)
-            result[f"dk{d_k}_{arm}"] = {"accuracy": (weights.argmax(-1) == t_eval).double().mean(-1),
-                                        "first_loss": history[0]}
+                weights = retrieve(p, *eval_inputs, arm)
+                result[f"dk{d_k}_{arm}"] = {"accuracy": (weights.argmax(-1) == t_eval).double().mean(-1),
+                                            "first_loss": history[0], "initial_score_std": initial_spread,
+                                            "final_score_std": score_std(p, *eval_inputs, arm)}
     return result
 
 
@@ -395,6 +408,10 @@ def test_folding_the_scale_into_the_query_init_recovers_part_of_the_gap(request,
     first = {arm: acc[f"dk{LARGE_DK}_{arm}"]["first_loss"] for arm in ("folded", "scaled")}
     torch.testing.assert_close(first["folded"], first["scaled"], rtol=1e-5, atol=1e-6,
                                msg="the folded init must reproduce the scaled scores at step one")
+    for arm in SCALE_ARMS:
+        for stage in ("initial", "final"):
+            describe(measure, "score_std", acc[f"dk{LARGE_DK}_{arm}"][f"{stage}_score_std"],
+                     params={"d_k": LARGE_DK, "arm": arm, "stage": stage})
     above = decide(measure, "folded_beats_unscaled", folded > unscaled, params={"d_k": LARGE_DK},
                    alternative=f"folding the scale into the init does not help: a coin flip (p = {COIN_FLIP})",
                    event="folded accuracy above unscaled")
