@@ -232,23 +232,6 @@ def test_relu_gradient_is_one_or_zero_output_nonnegative_and_unbounded(d, n, sca
         torch.testing.assert_close(ffn(scale * x.abs()), scale * x.abs(), **FLOAT64)
 
 
-@pytest.mark.claim("arch.relu-properties", kind="statistical")
-def test_half_of_relu_units_are_dead_for_symmetric_inputs(measure):
-    """For N(0, 1) pre-activations the fraction of units with zero gradient is 1/2: exact two-sided binomial
-    test at level 1e-6 over 2^20 units; the mean output (1/sqrt(2 pi) ~ 0.399, not 0) is recorded."""
-    d, n = 1024, 1024
-    x = gaussian((1, n, d), 2024).requires_grad_()
-    out = _relu_through_ffn(d)(x)
-    out.sum().backward()
-    dead = int((x.grad == 0).sum())
-    test = scipy.stats.binomtest(dead, n * d, 0.5)
-    interval = test.proportion_ci(confidence_level=1 - FALSE_ALARM_RATE)
-    measure("dead_fraction", dead / (n * d), interval=[interval.low, interval.high], confidence=1 - FALSE_ALARM_RATE,
-            n=n * d, expected=0.5)
-    measure("mean_output", float(out.detach().mean()), expected=(2 * torch.pi) ** -0.5, n=n * d)
-    assert test.pvalue > FALSE_ALARM_RATE, f"dead fraction {dead / (n * d):.5f} is not 1/2 (p = {test.pvalue:.2e})"
-
-
 # ---------------------------------------------------------------------------------------------------
 # Residual connections
 # ---------------------------------------------------------------------------------------------------

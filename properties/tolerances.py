@@ -61,3 +61,10 @@ ALPHA_QK_NO_PROJECTION_DIAGONAL_MASS = SECOND_READING_BUDGET / _SECOND_READING_C
 ALPHA_BATCHNORM_SMALL_BATCH = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
 ALPHA_BATCHNORM_SATURATION = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
 ALPHA_RELU_GAIN = SECOND_READING_BUDGET / _SECOND_READING_CHECKS
+# --------------------------------------------------------------------------------------------------
+# Toy-training experiments (properties/test_toy_experiments.py): their decisive checks together take
+# at most 2e-7 of the run's budget, split evenly; each check records TOY_TRAINING_ALPHA as its alpha.
+# --------------------------------------------------------------------------------------------------
+TOY_TRAINING_BUDGET = 2e-7
+TOY_TRAINING_CHECKS = 10
+TOY_TRAINING_ALPHA = TOY_TRAINING_BUDGET / TOY_TRAINING_CHECKS
