@@ -208,7 +208,7 @@ def test_without_projections_self_attention_concentrates_on_the_diagonal_as_d_gr
             mha(x[:, :1], x, x)  # query 0 of each sequence against its 8 tokens
         hits = int((mha.last_weights[:, 0, 0].argmax(-1) == 0).sum())
         intervals[d] = clopper_pearson(hits, N, alpha)
-        measure(f"p_diagonal_argmax_d{d}", hits / N, interval=list(intervals[d]), confidence=1 - alpha, n=N,
+        measure("p_diagonal_argmax", hits / N, params={"d": d}, interval=list(intervals[d]), confidence=1 - alpha, n=N,
                 tokens=n)
     widths = list(intervals)
     for small, large in zip(widths, widths[1:]):

@@ -130,9 +130,9 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
     half_width = scale * math.sqrt(math.log(2 / (FALSE_ALARM_RATE / 2)) / (2 * n))
     mean = float(ratio.detach().mean())
     interval = zeros.proportion_ci(confidence_level=1 - FALSE_ALARM_RATE / 2)
-    measure("dropped_fraction", int(zero.sum()) / n, interval=[interval.low, interval.high],
+    measure("dropped_fraction", int(zero.sum()) / n, params={"p": p}, interval=[interval.low, interval.high],
             confidence=1 - FALSE_ALARM_RATE / 2, n=n, p=p)
-    measure("mean_train_over_eval", mean, interval=[mean - half_width, mean + half_width],
+    measure("mean_train_over_eval", mean, params={"p": p}, interval=[mean - half_width, mean + half_width],
             confidence=1 - FALSE_ALARM_RATE / 2, n=n, expected=1.0, p=p, kept_scale=scale)
     assert zeros.pvalue > FALSE_ALARM_RATE / 2, f"dropped {int(zero.sum()) / n:.4f}, expected {p}"
     assert abs(mean - 1.0) <= half_width, f"mean ratio {mean:.4f} is not 1 within {half_width:.4f}"
