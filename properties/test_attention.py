@@ -357,6 +357,24 @@ def test_scaling_logits_up_saturates_attention_to_one_hot_and_flattens_its_jacob
     assert previous < 1e-15 and float(jac.abs().max()) < 1e-15  # one-hot, flat at beta = 1000
 
 
+@pytest.mark.claim("attn.softmax-saturation", kind="exact")
+def test_the_largest_weight_grows_to_one_and_the_jacobian_vanishes_along_a_logit_scale_sweep(measure):
+    """attn.softmax-saturation on one seeded logit vector (8 keys), beta from 0.1 to 1000: the largest
+    weight never falls as beta grows and ends within 1e-12 of 1; the Jacobian's Frobenius norm ends
+    below 1e-9 of its value at beta = 1. The sweep is recorded for the page."""
+    z = gaussian((8,), 7)
+    sweep = []
+    for beta in torch.logspace(-1, 3, 25, dtype=torch.float64).tolist():
+        weights, jac = _attention_over_logits(beta * z)
+        sweep.append((beta, float(weights.max()), float(jac.norm())))
+        measure("softmax_saturation", {"max_weight": sweep[-1][1], "jacobian_norm": sweep[-1][2]},
+                params={"beta": round(beta, 6)}, unit="unitless")
+    largest = [w for _, w, _ in sweep]
+    assert all(b >= a - 1e-15 for a, b in zip(largest, largest[1:])), f"largest weight fell: {largest}"
+    at_one = next(j for beta, _, j in sweep if abs(beta - 1.0) < 1e-9)
+    assert largest[-1] > 1 - 1e-12 and sweep[-1][2] < 1e-9 * at_one, sweep[-1]
+
+
 def _softmax_jacobian_norm(p: torch.Tensor) -> torch.Tensor:
     """||diag(p) - p p^T||_F per row; at most 1 (it is <= sqrt(sum p_i^2) <= 1). p (N, n) -> (N,)."""
     return (torch.diag_embed(p) - p[:, :, None] * p[:, None, :]).flatten(1).norm(dim=1)

@@ -291,6 +291,20 @@ def test_code_similarity_peaks_at_zero_and_decays_on_average(measure):
     assert all(a > b for a, b in zip(means, means[1:])), f"window means should fall: {means}"
 
 
+@pytest.mark.claim("pe.long-range-decay", kind="measured")
+def test_code_similarity_curves_peak_only_at_zero_for_every_base(measure):
+    """d = 512, offsets 0..1024, bases 100, 1000, 10000: f(k) = <PE(0), PE(k)> stays below its peak d/2
+    at every k > 0 (no offset repeats the code exactly). The curves are recorded for the page."""
+    d_model = 512
+    for base in (100.0, 1000.0, 10000.0):
+        f = _similarity_curve(d_model, 1025, base)
+        offsets = list(range(0, 1025, 4))
+        measure("similarity_by_offset", {"offset": offsets, "dot": [float(f[k]) for k in offsets]},
+                params={"base": base, "d_model": d_model}, unit="dot product")
+        assert float(f[0]) == pytest.approx(d_model / 2, rel=FLOAT64.rtol)
+        assert bool((f[1:] < f[0] - 1e-9).all()), f"base {base}: an offset reaches the peak again"
+
+
 @pytest.mark.claim("pe.long-range-decay", kind="counterexample")
 def test_code_similarity_is_not_monotone_in_the_offset(measure):
     """Strict decay fails early: at d = 512, base 10000, f(44) > f(43), the first rise of the curve."""

@@ -86,6 +86,20 @@ def test_the_optimiser_follows_the_schedule_step_by_step(d_model, warmup, steps)
         scheduler.step()
 
 
+@pytest.mark.claim("train.noam-schedule", kind="exact")
+def test_the_base_schedule_peaks_at_its_warmup_step_with_the_closed_form_rate(measure):
+    """The base preset's rate over its first 5 x warmup steps: the largest rate is at step = warmup and equals
+    (d_model warmup)^-0.5; the curve is recorded for the page."""
+    config = TransformerConfig.base()
+    warmup = config.warmup_steps
+    steps = sorted({*range(1, 5 * warmup + 1, warmup // 40), warmup})
+    rates = [noam_rate(k, config.d_model, warmup) for k in steps]
+    peak_step, peak = noam_peak(config.d_model, warmup)
+    measure("noam_rate_curve", {"step": steps, "lr": rates}, params={"d_model": config.d_model, "warmup": warmup})
+    assert steps[rates.index(max(rates))] == peak_step == warmup
+    assert max(rates) == pytest.approx(peak, rel=FLOAT64.rtol)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Dropout
 # ---------------------------------------------------------------------------------------------------

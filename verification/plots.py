@@ -25,11 +25,15 @@ def _one(claim: dict, name: str) -> dict | None:
     return found[0] if found else None
 
 
+def _error_bars(records) -> list[list[float]]:
+    """Distances from each value down and up to its interval's bounds (0 where a bound is on the other side)."""
+    low = [max(0.0, r["value"] - r["interval"][0]) if r.get("interval") else 0.0 for r in records]
+    high = [max(0.0, r["interval"][1] - r["value"]) if r.get("interval") else 0.0 for r in records]
+    return [low, high]
+
+
 def _interval_bars(ax, xs, records, **kwargs):
-    values = [r["value"] for r in records]
-    low = [r["value"] - r["interval"][0] if r.get("interval") else 0 for r in records]
-    high = [r["interval"][1] - r["value"] if r.get("interval") else 0 for r in records]
-    ax.errorbar(xs, values, yerr=[low, high], fmt="o", capsize=3, **kwargs)
+    ax.errorbar(xs, [r["value"] for r in records], yerr=_error_bars(records), fmt="o", capsize=3, **kwargs)
 
 
 # -- one function per plot: (claim record lookup) -> figure or None --------------------------------------------
@@ -95,21 +99,19 @@ def block_cost(claim, plt):
     if not r or not isinstance(r["value"], list) or not all(isinstance(x, dict) for x in r["value"]):
         return None
     rows = r["value"]
-    widths = sorted({x["d"] for x in rows})
-    fig, axes = plt.subplots(1, len(widths), figsize=(SIZE[0], SIZE[1]), squeeze=False)
-    for ax, d in zip(axes[0], widths):
+    fig, ax = plt.subplots(figsize=SIZE)
+    for i, d in enumerate(sorted({x["d"] for x in rows})):
         mine = sorted((x for x in rows if x["d"] == d), key=lambda x: x["n"])
         ns = [x["n"] for x in mine]
-        ax.plot(ns, [x["attention"] for x in mine], "o-", label="self-attention")
-        ax.plot(ns, [x["ffn"] for x in mine], "s-", label="feed-forward")
-        ax.axvline(2 * d, color="gray", linestyle="--", label="n = 2d")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
-        ax.set_title(f"d_model = {d}", fontsize=9)
-        ax.set_xlabel("n (tokens)")
-    axes[0][0].set_ylabel("FLOPs per layer")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+        colour = f"C{i % 10}"
+        ax.plot(ns, [x["attention"] for x in mine], "o-", color=colour, label=f"self-attention, d = {d}")
+        ax.plot(ns, [x["ffn"] for x in mine], "s--", color=colour, label=f"feed-forward, d = {d}")
+        ax.axvline(2 * d, color=colour, linestyle=":", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("sequence length n (tokens); dotted lines at n = 2d")
+    ax.set_ylabel("FLOPs per layer")
+    ax.legend(fontsize=7)
     return fig, "FLOPs of one layer by component against n: attention overtakes the feed-forward network where n = 2d."
 
 
@@ -287,10 +289,7 @@ def unscaled_gradient(claim, plt):
     rows = sorted(rows, key=lambda r: str(r["params"].get("scores")))
     fig, ax = plt.subplots(figsize=SIZE)
     labels = [str(r["params"].get("scores")) for r in rows]
-    values = [r["value"] for r in rows]
-    low = [r["value"] - r["interval"][0] if r.get("interval") else 0 for r in rows]
-    high = [r["interval"][1] - r["value"] if r.get("interval") else 0 for r in rows]
-    ax.bar(labels, values, yerr=[low, high], capsize=4)
+    ax.bar(labels, [r["value"] for r in rows], yerr=_error_bars(rows), capsize=4)
     ax.set_ylim(0, 1)
     ax.set_xlabel("scores")
     ax.set_ylabel("fraction of rows with max weight > 0.99")
@@ -367,7 +366,8 @@ def _save(fig, plt, path: Path) -> None:
 
 def draw_plots(ledger: dict, directory: Path) -> dict[str, list[dict]]:
     """Draw every plot whose records are in ``ledger`` into ``directory/plots``; claim id -> plot entries
-    ``{"id", "file" (relative to directory), "caption", "alt", "width", "height"}``; ``"_conformance"`` for the grid."""
+    ``{"id", "file" (relative to directory), "caption", "alt", "width", "height"}``; ``"_conformance"`` for the grid,
+    ``"_failed"`` for plots whose drawing raised (the page names them)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -382,7 +382,13 @@ def draw_plots(ledger: dict, directory: Path) -> dict[str, list[dict]]:
     claims = {c["id"]: c for c in ledger["claims"]}
     out: dict[str, list[dict]] = {}
 
-    def keep(key: str, slug: str, drawn) -> None:
+    def keep(key: str, slug: str, draw: Callable) -> None:
+        try:
+            drawn = draw()
+        except Exception as exc:  # noqa: BLE001 - a plot that cannot be drawn must not cost the ledger
+            plt.close("all")
+            failed.append(f"{slug}: {type(exc).__name__}: {exc}")
+            return
         if drawn is None:
             return
         fig, caption = drawn
@@ -392,10 +398,14 @@ def draw_plots(ledger: dict, directory: Path) -> dict[str, list[dict]]:
         out.setdefault(key, []).append({"id": f"plot-{slug}", "file": f"plots/{file.name}", "caption": caption,
                                         "alt": caption, "width": width, "height": height})
 
+    failed: list[str] = []
     for cid, functions in CLAIM_PLOTS.items():
         if cid not in claims:
             continue
         for function in functions:
-            keep(cid, f"{cid.replace('.', '-')}-{function.__name__.replace('_', '-')}", function(claims[cid], plt))
-    keep("_conformance", "conformance-grid", conformance_grid(ledger, plt))
+            keep(cid, f"{cid.replace('.', '-')}-{function.__name__.replace('_', '-')}",
+                 lambda f=function, c=claims[cid]: f(c, plt))
+    keep("_conformance", "conformance-grid", lambda: conformance_grid(ledger, plt))
+    if failed:
+        out["_failed"] = [{"error": e} for e in failed]
     return out

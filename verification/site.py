@@ -288,7 +288,8 @@ def render_page(ledger: dict, catalogue, plots: dict[str, list[dict]], root: Pat
             fid = qid.split(":", 1)[1]
             body.append(f'<section class="question" id="{anchor}"><h3><span class="printed">{esc(info["printed"])}</span>'
                         f'{esc(gloss.get("en", ""))} · {esc(gloss.get("zh", ""))} <span class="fid">({esc(fid)})</span></h3>')
-            toc.append(f'<li><a href="#{anchor}">{esc(info["printed"])}. {esc(gloss.get("en", fid))}</a></li>')
+            also = "" if info["printed"] == fid[1:] else f" ({fid})"
+            toc.append(f'<li><a href="#{anchor}">{esc(info["printed"])}{esc(also)}. {esc(gloss.get("en", fid))}</a></li>')
             members = by_question.get(qid, [])
             if not members:
                 body.append('<p class="muted">No claim of the catalogue comes from this question.</p>')
@@ -319,6 +320,7 @@ def render_page(ledger: dict, catalogue, plots: dict[str, list[dict]], root: Pat
     counts += (f'<td>{s.get("false_alarm_per_run", 0):.2g} (budget {s.get("false_alarm_budget", 1e-6):.0e})</td>'
                f'<td>{s.get("seconds", 0):.1f} s</td>')
     commit = f" at commit <code>{esc(ledger['commit'])}</code>" if ledger.get("commit") else ""
+    failed = "".join(f'<p class="render-error">Plot not drawn: {esc(f["error"])}</p>' for f in plots.get("_failed", []))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -350,7 +352,7 @@ the numbers the FAQs print, and shows for every claim what the evidence in this 
 <main>
 {"".join(body)}
 </main>
-<footer><p class="muted">Written by <code>python -m verification.ledger</code> (<code>make verify</code>) from this run's
+<footer>{failed}<p class="muted">Written by <code>python -m verification.ledger</code> (<code>make verify</code>) from this run's
 records; every plot is drawn from them.</p></footer>
 <script>{SCRIPT}</script>
 </body>
