@@ -237,6 +237,19 @@ def test_sinusoidal_code_is_bounded_has_norm_sqrt_half_d_and_geometric_wavelengt
     torch.testing.assert_close(wavelengths, expected, **TOL)
 
 
+@pytest.mark.claim("pe.sinusoid-shape", kind="exact")
+def test_the_longest_wavelength_at_the_paper_width_stays_below_base_times_2pi(measure):
+    """d = 512, base 10000, read from the model's code: the slowest pair's wavelength is 2 pi base^(1 - 2/d),
+    short of 2 pi base (the limit the progression only reaches as d grows)."""
+    d_model, base = 512, 10000.0
+    first = added_code(d_model, range(0, 2), base=base)  # positions 0 and 1
+    turn = torch.complex(first[1, -1], first[1, -2]) * torch.complex(first[0, -1], -first[0, -2])
+    longest = float(2 * math.pi / turn.angle())
+    measure("longest_wavelength", longest / (2 * math.pi), params={"d_model": d_model, "base": base}, unit="2 pi positions")
+    assert longest == pytest.approx(2 * math.pi * base ** (1 - 2 / d_model), rel=1e-9)
+    assert longest < 2 * math.pi * base
+
+
 def _rotation_blocks(d_model: int, k: int, base: float) -> torch.Tensor:
     """R_k: 2x2 blocks [[cos, sin], [-sin, cos]] of angle k * base^(-2i/d), acting on (sin, cos) pairs."""
     angle = k * base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import random
 
-from verification.aggregate import TestRecord, build_ledger
-from verification.catalogue import load_catalogue
-from verification.records import make_record
+import matplotlib
+
+matplotlib.use("Agg")
+# In-process pytester runs drop the modules first imported inside them; the page's libraries are imported
+# here, before any such run, so that plots drawn later in the session use the same matplotlib.
+import matplotlib.pyplot  # noqa: E402, F401
+
+import verification.plots  # noqa: E402, F401
+import verification.site  # noqa: E402, F401
+from verification.aggregate import TestRecord, build_ledger  # noqa: E402
+from verification.catalogue import load_catalogue  # noqa: E402
+from verification.records import make_record  # noqa: E402
 
 
 def _grid(rng: random.Random, rows: int = 6, cols: int = 12) -> list[list[float]]:

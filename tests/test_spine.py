@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.site_fixture  # noqa: F401 - imports the page's libraries before the in-process runs below
 from verification import aggregate
 from verification import ledger as ledger_cli
 from verification.aggregate import FALSE_ALARM_BUDGET, build_ledger, strict_problems, summary_line, to_jsonable
@@ -359,7 +360,8 @@ def test_measure_rejects_untyped_records(kwargs, message):
 
 RECORDS = [dict(make_record("dot_variance", 3.98, params={"d_k": 4}, interval=[3.9, 4.1], confidence=0.95), nodeid="t::a"),
            dict(make_record("dot_variance", 63.2, params={"d_k": 64}, interval=[62.0, 64.5], confidence=0.95), nodeid="t::a"),
-           dict(make_record("gap", {"scaled": 0.25, "unscaled": 0.75}, details={"n": 200}), nodeid="t::b")]
+           dict(make_record("gap", {"scaled": 0.25, "unscaled": 0.75}, details={"n": 200}), nodeid="t::b"),
+           dict(make_record("grid", [[0.1, 0.2], [0.3, 0.4]]), nodeid="t::c")]
 
 
 @pytest.mark.parametrize("template, expected", [
@@ -367,6 +369,7 @@ RECORDS = [dict(make_record("dot_variance", 3.98, params={"d_k": 4}, interval=[3
     ("within [{dot_variance[d_k=64].low:.1f}, {dot_variance[d_k=64].high:.1f}]", "within [62.0, 64.5]"),
     ("{gap.unscaled:.0%} of {gap.n} rows", "75% of 200 rows"),
     ("`1/sqrt(d_k)` and {gap.scaled}", "`1/sqrt(d_k)` and 0.25"),
+    ("row {grid.1.0:.0%} at d_k = {dot_variance[d_k=64].d_k}", "row 30% at d_k = 64"),
 ])
 def test_placeholders_are_filled_from_the_claims_own_records(template, expected):
     assert render(template, RECORDS) == (expected, [])
@@ -377,7 +380,8 @@ def test_placeholders_are_filled_from_the_claims_own_records(template, expected)
     ("{dot_variance[d_k=8]}", "no record with those params"),
     ("{nowhere}", "no measurement of this claim is called 'nowhere'"),
     ("{gap.low}", "no interval"),
-    ("{gap.nothing}", "no field, detail or value key 'nothing'"),
+    ("{gap.nothing}", "no field, param, detail or value key 'nothing'"),
+    ("{grid.0.9}", "no field, param, detail or value key '0.9'"),
 ])
 def test_an_unmatched_placeholder_is_an_error_not_a_guess(template, message):
     text, errors = render(template, RECORDS)
@@ -417,7 +421,7 @@ def test_a_condition_that_no_measurement_fills_fails_the_strict_run(tmp_path):
     claim = ledger["claims"][0]
     assert claim["condition"].startswith("rate 0.50, ⟨{rate.n}: not measured⟩")
     assert claim["templates"] == {"condition": "rate {rate:.2f}, {rate.n}"}
-    assert strict_problems(ledger) == ["m.a: cannot fill its condition: rate has no field, detail or value key 'n'"]
+    assert strict_problems(ledger) == ["m.a: cannot fill its condition: rate has no field, param, detail or value key 'n'"]
 
 
 def test_a_reference_claim_is_cited_even_when_related_tests_pass(tmp_path):

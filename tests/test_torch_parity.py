@@ -123,5 +123,6 @@ def test_paper_presets_have_table_3_parameter_counts(measure):
     for name, config, paper in [("base", TransformerConfig.base(), 65e6), ("big", TransformerConfig.big(), 213e6)]:
         with torch.device("meta"):
             count = sum(p.numel() for p in Transformer(config).parameters())
-        measure("parameters", count, params={"preset": name}, paper=paper, relative_difference=count / paper - 1, claim="arch.param-count")
+        measure("parameters", count, params={"preset": name}, paper=paper, relative_difference=count / paper - 1,
+                claim="arch.param-count")
         assert abs(count / paper - 1) < 0.05, f"{name}: {count} parameters vs {paper:.0f} in Table 3"

@@ -8,8 +8,9 @@ A record is what one ``measure(...)`` call leaves in the ledger::
 
 The name is a plain identifier, so a claim's condition can quote it: ``{dot_variance[d_k=4]:.3g}`` is
 the value of the record with ``params["d_k"] == 4`` in format ``.3g``; ``{name.low}`` and
-``{name.high}`` are the interval's bounds, ``{name.KEY}`` a typed field, a detail, or a key of a
-dictionary value. A placeholder that matches no record (or several) is an error, never a guess.
+``{name.high}`` are the interval's bounds, ``{name.KEY}`` a typed field, a param, a detail, or a key
+of a dictionary value, and more dotted steps index further (``{grid.0.2:.0%}``: row 0, column 2). A
+placeholder that matches no record (or several) is an error, never a guess.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Keys of a record besides ``details``; ``details`` holds every other keyword of ``measure``.
 TYPED = ("name", "value", "params", "interval", "confidence", "unit", "alpha", "power", "alternative")
 #: ``{name}``, ``{name.attr}``, ``{name[k=v,k2=v2]}``, each optionally followed by ``:format-spec``.
-PLACEHOLDER = re.compile(r"\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<params>[^\]]*)\])?(?:\.(?P<attr>[A-Za-z_][A-Za-z0-9_]*))?"
-                         r"(?::(?P<spec>[^{}]*))?\}")
+PLACEHOLDER = re.compile(r"\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<params>[^\]]*)\])?"
+                         r"(?:\.(?P<attr>[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*))?(?::(?P<spec>[^{}]*))?\}")
 
 
 def to_jsonable(value, *, _depth: int = 0):
@@ -157,19 +158,33 @@ def select(records: list[dict], name: str, wanted: dict[str, str]) -> dict:
 
 
 def _field(record: dict, attr: str | None):
-    if attr is None or attr == "value":
+    """The value, or what ``attr`` names: ``low``/``high`` (interval), a typed field, a param, a detail, a key
+    or index of the value; further dotted steps index into what the first step found (``value.0.2``)."""
+    if attr is None:
         return record["value"]
-    if attr in ("low", "high"):
+    first, *rest = attr.split(".")
+    if first == "value":
+        found = record["value"]
+    elif first in ("low", "high"):
         if record["interval"] is None:
-            raise PlaceholderError(f"{record['name']} has no interval, so .{attr} is undefined")
-        return record["interval"][0 if attr == "low" else 1]
-    if attr in TYPED and record.get(attr) is not None:
-        return record[attr]
-    if attr in record.get("details", {}):
-        return record["details"][attr]
-    if isinstance(record["value"], dict) and attr in record["value"]:
-        return record["value"][attr]
-    raise PlaceholderError(f"{record['name']} has no field, detail or value key {attr!r}")
+            raise PlaceholderError(f"{record['name']} has no interval, so .{first} is undefined")
+        found = record["interval"][0 if first == "low" else 1]
+    elif first in TYPED and record.get(first) is not None:
+        found = record[first]
+    elif first in record.get("params", {}):
+        found = record["params"][first]
+    elif first in record.get("details", {}):
+        found = record["details"][first]
+    else:
+        found, rest = record["value"], [first, *rest]
+    for step in rest:
+        if isinstance(found, dict) and step in found:
+            found = found[step]
+        elif isinstance(found, list) and step.isdigit() and int(step) < len(found):
+            found = found[int(step)]
+        else:
+            raise PlaceholderError(f"{record['name']} has no field, param, detail or value key {attr!r}")
+    return found
 
 
 def _format(value, spec: str | None) -> str:

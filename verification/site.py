@@ -16,6 +16,8 @@ import os
 import re
 from pathlib import Path
 
+from latex2mathml.converter import convert
+
 from .aggregate import BAD, OK, question_info
 from .markdown import KIND_TEXT, VERDICT_TEXT, fmt_confidence, record_label
 
@@ -150,8 +152,6 @@ def _cell(v) -> str:
 def math_html(latex: str) -> str:
     """LaTeX as presentation MathML (latex2mathml); the LaTeX source as code if it cannot be converted."""
     try:
-        from latex2mathml.converter import convert
-
         return f'<div class="math">{convert(latex, display="block")}</div>'
     except Exception:  # noqa: BLE001 - any converter failure falls back to the source text
         return f'<div class="math"><code>{esc(latex)}</code></div>'
@@ -171,22 +171,26 @@ def measurements_html(records: list[dict], root: Path, directory: Path) -> str:
         if r["name"] == "statement" and isinstance(r["value"], str):
             parts.append(math_html(r["value"]))
             continue
-        interval = "" if r.get("interval") is None else f'[{_fmt(r["interval"][0])}, {_fmt(r["interval"][1])}]'
-        if r.get("confidence") is not None:
-            interval += f'<br><span class="muted">confidence {esc(fmt_confidence(r["confidence"]))}</span>'
-        decision = ""
+        about = []
+        if r.get("unit"):
+            about.append(f"unit: {esc(r['unit'])}")
+        if r.get("interval") is not None:
+            about.append(f'interval [{_fmt(r["interval"][0])}, {_fmt(r["interval"][1])}]'
+                         + (f" at confidence {esc(fmt_confidence(r['confidence']))}" if r.get("confidence") is not None else ""))
+        elif r.get("confidence") is not None:
+            about.append(f"confidence {esc(fmt_confidence(r['confidence']))}")
         if r.get("alpha") is not None:
-            decision = (f'false-alarm rate {r["alpha"]:.2g}; power {r["power"]:.3g} against: {esc(r["alternative"])}')
-        details = value_html(r["details"]) if r.get("details") else ""
+            about.append(f'false-alarm rate {r["alpha"]:.2g}; power {r["power"]:.3g} against: {esc(r["alternative"])}')
+        if r.get("details"):
+            about.append(value_html(r["details"]))
         href = _link(r.get("path"), r.get("lineno"), root, directory)
-        where = f'<a href="{esc(href)}">{esc(r.get("path"))}:{r.get("lineno")}</a>' if href else esc(r.get("nodeid", ""))
-        rows.append(f"<tr><td><code>{esc(record_label(r))}</code></td><td>{value_html(r['value'])}</td>"
-                    f"<td>{esc(r.get('unit') or '')}</td><td>{interval}</td><td>{decision}</td><td>{details}</td>"
-                    f"<td>{where}</td></tr>")
+        where = (f'<br><a class="muted" href="{esc(href)}">{esc(r.get("path"))}:{r.get("lineno")}</a>' if href
+                 else f'<br><span class="muted">{esc(r.get("nodeid", ""))}</span>')
+        rows.append(f"<tr><td><code>{esc(record_label(r))}</code>{where}</td><td>{value_html(r['value'])}</td>"
+                    f"<td>{'<br>'.join(about)}</td></tr>")
     if rows:
-        parts.append('<div class="scroll"><table class="measurements"><tr><th>measurement</th><th>value</th><th>unit</th>'
-                     "<th>interval</th><th>decision</th><th>details</th><th>measured at</th></tr>"
-                     + "".join(rows) + "</table></div>")
+        parts.append('<div class="scroll"><table class="measurements"><tr><th>measurement (where)</th><th>value</th>'
+                     "<th>interval, decision, details</th></tr>" + "".join(rows) + "</table></div>")
     return "".join(parts)
 
 
