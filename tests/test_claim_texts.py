@@ -19,7 +19,7 @@ CATALOGUE = load_catalogue()
 TEXTS = [(c.id, key, getattr(c, key)) for c in CATALOGUE for key in ("condition", "counterexample") if getattr(c, key)]
 #: Every file where evidence records measurements.
 SOURCES = "\n".join(p.read_text(encoding="utf-8") for folder in ("properties", "proofs", "tests")
-                    for p in sorted((ROOT / folder).rglob("*.py")))
+                    for p in sorted((ROOT / folder).rglob("*.py")) if p != Path(__file__).resolve())
 
 
 @pytest.mark.parametrize("claim_id, key, text", TEXTS, ids=[f"{c}:{k}" for c, k, _ in TEXTS])
@@ -34,3 +34,11 @@ def test_every_placeholder_names_a_measurement_the_suite_records(claim_id, key, 
     names = sorted({PLACEHOLDER.match(p).group("name") for p in placeholders(text)})
     unknown = [n for n in names if not re.search(rf"""measure\(\s*["']{n}["']""", SOURCES)]
     assert not unknown, f"{claim_id} {key}: no test records a measurement called {unknown}"
+
+
+def test_measurement_names_fold_in_no_parameters():
+    """``measure("dot_variance", ..., params={"d_k": 4})``, never ``measure(f"dot_variance_d{d_k}", ...)``: a
+    placeholder selects a record by its params, which a name built from them hides."""
+    built = re.findall(r"""measure\(\s*f["'][^"']*["']""", SOURCES)
+    folded = re.findall(r"""measure\(\s*["']([A-Za-z_0-9]*_d?\d+(?:\.\d+)?)["']""", SOURCES)
+    assert not built and not folded, f"measurement names with parameters folded in: {built + folded}"

@@ -117,6 +117,7 @@ class Spine:
         self.ledger: dict | None = None
         self.problems: list[str] = []
         self.strict = False
+        self.site: dict = {}
 
     # -- collection: validate and link -------------------------------------------------------------
     def link(self, item: pytest.Item) -> list[str]:
@@ -216,7 +217,7 @@ class Spine:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.ledger["summary"]["pytest_exit_status"] = int(session.exitstatus)
         if ledger_dir:
-            write_ledger(self.ledger, Path(ledger_dir), self.catalogue, self.config.rootpath)
+            self.site = write_ledger(self.ledger, Path(ledger_dir), self.catalogue, self.config.rootpath)
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.ledger is None:
@@ -231,19 +232,24 @@ class Spine:
             for problem in self.problems:
                 terminalreporter.write_line(f"  {problem}", red=True)
         if self.config.getoption("ledger_dir"):
-            terminalreporter.write_line(f"ledger written to {self.config.getoption('ledger_dir')}/claims.json, claims.md, "
-                                        "site/index.html")
+            site = f"site/index.html ({self.site.get('plots', 0)} plots, {self.site.get('seconds', 0):.1f} s)"
+            terminalreporter.write_line(f"ledger written to {self.config.getoption('ledger_dir')}/claims.json, claims.md, {site}")
+            for error in self.site.get("failed", []):
+                terminalreporter.write_line(f"  plot not drawn: {error}", red=True)
 
 
-def write_ledger(ledger: dict, directory: Path, catalogue: Catalogue, root: Path | None = None) -> None:
-    """``claims.json``, ``claims.md`` and the web page ``site/index.html`` (with its plots) in ``directory``."""
+def write_ledger(ledger: dict, directory: Path, catalogue: Catalogue, root: Path | None = None) -> dict:
+    """``claims.json``, ``claims.md`` and the web page ``site/index.html`` (with its plots) in ``directory``;
+    returns what writing the page took (``plots``, ``seconds``, ``failed``)."""
     from .markdown import render_markdown  # imported late: only ledger runs need them
-    from .site import write_site
+    from .site import build_site
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "claims.json").write_text(json.dumps(ledger, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     (directory / "claims.md").write_text(render_markdown(ledger, catalogue, directory, root), encoding="utf-8")
-    write_site(ledger, catalogue, directory / "site", root)
+    started = time.perf_counter()
+    site = build_site(ledger, catalogue, directory / "site", root)
+    return site | {"seconds": time.perf_counter() - started}
 
 
 def run_environment(config: pytest.Config) -> dict:

@@ -376,8 +376,9 @@ def conformance_table(ledger: dict) -> str:
     return f'<div class="scroll"><table>{head}{body}</table></div>'
 
 
-def write_site(ledger: dict, catalogue, directory: Path, root: Path | None = None) -> Path:
-    """Write ``index.html`` and its plots into ``directory``; return the page's path."""
+def build_site(ledger: dict, catalogue, directory: Path, root: Path | None = None) -> dict:
+    """Write ``index.html`` and its plots into ``directory``; ``{"page", "plots", "failed"}``: the page's path,
+    how many plots were drawn, and the plots whose drawing raised (named on the page too)."""
     from .plots import draw_plots
 
     directory = Path(directory).resolve()
@@ -387,4 +388,10 @@ def write_site(ledger: dict, catalogue, directory: Path, root: Path | None = Non
     plots = draw_plots(ledger, directory)
     page = directory / "index.html"
     page.write_text(render_page(ledger, catalogue, plots, root, directory), encoding="utf-8")
-    return page
+    drawn = sum(len(v) for k, v in plots.items() if k != "_failed")
+    return {"page": page, "plots": drawn, "failed": [f["error"] for f in plots.get("_failed", [])]}
+
+
+def write_site(ledger: dict, catalogue, directory: Path, root: Path | None = None) -> Path:
+    """Write ``index.html`` and its plots into ``directory``; return the page's path."""
+    return build_site(ledger, catalogue, directory, root)["page"]
