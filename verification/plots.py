@@ -118,6 +118,7 @@ def block_cost(claim, plt):
 def _heatmap(values, plt, label: str, title: str, marks=()):
     fig, ax = plt.subplots(figsize=SIZE)
     image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    ax.grid(False)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_xticks(range(len(values[0])))
@@ -328,6 +329,7 @@ def conformance_grid(ledger, plt):
     fig, ax = plt.subplots(figsize=(max(SIZE[0], 1.2 * len(impls) + 3), max(2.5, 0.28 * len(props) + 1.5)))
     cmap = ListedColormap(["#cf222e", "#d0d7de", "#d4a72c", "#1a7f37"])
     ax.imshow(grid, cmap=cmap, vmin=-1.5, vmax=2.5, aspect="auto")
+    ax.grid(False)
     ax.set_xticks(range(len(impls)), impls, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(props)), props, fontsize=7)
     ax.set_xlabel("implementation")
