@@ -73,7 +73,7 @@ def test_the_token_is_recovered_from_embedding_plus_position_at_realistic_width(
     k, n = _recovered(512, 37000, 512, seed=0)
     interval = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=1 - FALSE_ALARM_RATE)
     narrow = {d: _recovered(d, 37000, 512, seed=d) for d in (16, 32, 64)}
-    measure("recovered_fraction", k / n, params={"d_model": 512}, interval=[interval.low, interval.high], confidence=1 - FALSE_ALARM_RATE,
-            n=n, vocab=37000, p0=0.99)
+    measure("recovered_fraction", k / n, params={"d_model": 512}, interval=[interval.low, interval.high],
+            confidence=1 - FALSE_ALARM_RATE, n=n, vocab=37000, p0=0.99)
     measure("recovered_fraction_by_width", {str(d): kd / nd for d, (kd, nd) in narrow.items()}, vocab=37000, n=512)
     assert scipy.stats.binom.cdf(k, n, 0.99) > FALSE_ALARM_RATE, f"only {k}/{n} tokens recovered at d = 512"
