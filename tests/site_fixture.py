@@ -46,7 +46,8 @@ def plot_records(seed: int = 0) -> dict[str, list[dict]]:
                                                  confidence=0.99)
                                              for s, v in (("scaled", u() / 10), ("unscaled", 0.5 + u() / 2))],
         "qk.no-projection-self-dominant": [rec("p_diagonal_argmax", p, params={"d": d}, interval=[p * 0.9, min(1.0, p * 1.1)],
-                                               confidence=0.99) for d, p in ((1, 0.25), (4, 0.7), (16, 0.99))],
+                                               alpha=1e-7, power=0.999, alternative="P = 0.5 (no self-preference)")
+                                           for d, p in ((1, 0.25), (4, 0.7), (16, 0.99))],
         "attn.complexity": [rec("core_flops", {f"n={n},d={d}": 4 * d * n * n for n in (64, 128, 256) for d in (256, 512)})],
         "arch.block-cost": [rec("flops", flops_rows)],
         "heads.specialise": [rec("mass_on_previous_token", _grid(rng)), rec("positional_heads", [[0, 2]])],

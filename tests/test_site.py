@@ -198,3 +198,12 @@ def test_markdown_names_questions_by_their_printed_numbers(tmp_path):
     md = render_markdown(fixture_ledger(), load_catalogue(), tmp_path, ROOT)
     assert "### 19 (F21)." in md and "### 1 (F17)." in md and "### 4 (F4)." in md and "### 17 (D17)." in md
     assert "📖 cited" in md
+
+
+def test_the_false_alarm_budget_lists_each_decision(site):
+    ledger, page_file, _ = site
+    text = page_file.read_text(encoding="utf-8")
+    section = text[text.index('id="false-alarms"'):]
+    section = section[:section.index("</section>")]
+    assert ledger["summary"]["false_alarm_per_run"] == pytest.approx(3e-7)
+    assert "3e-07" in section and section.count("<code>p_diagonal_argmax[d=") == 3

@@ -316,6 +316,8 @@ def render_page(ledger: dict, catalogue, plots: dict[str, list[dict]], root: Pat
                               f'width="{p["width"]}" height="{p["height"]}"><figcaption>{esc(p["caption"])}</figcaption></figure>'
                               for p in plots["_conformance"]) + conformance_table(ledger) + "</section>")
         toc.append('<li><a href="#conformance">Conformance</a></li>')
+    body.append(false_alarm_html(s))
+    toc.append('<li><a href="#false-alarms">False-alarm budget</a></li>')
     verdict_options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in VERDICT_TEXT)
     status_options = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in ("verified", "cited", "failing", "missing"))
     env = ledger.get("environment", {})
@@ -362,6 +364,20 @@ records; every plot is drawn from them.</p></footer>
 </body>
 </html>
 """
+
+
+def false_alarm_html(summary: dict) -> str:
+    """The run's statistical decisions with their rates, and their sum against the budget."""
+    rows = []
+    for d in summary.get("statistical_decisions", []):
+        claims = " ".join(f'<a href="#{esc(c)}"><code>{esc(c)}</code></a>' for c in d.get("claims", []))
+        rows.append(f'<tr><td>{claims}</td><td><code>{esc(record_label(d))}</code></td><td class="num">{d["alpha"]:.2g}</td>'
+                    f'<td class="num">{d["power"]:.3g}</td><td><code>{esc(d["nodeid"])}</code></td></tr>')
+    table = ('<div class="scroll"><table><tr><th>claims</th><th>decision</th><th>alpha</th><th>power</th><th>test</th></tr>'
+             + "".join(rows) + "</table></div>") if rows else "<p>No statistical decision recorded its rate in this run.</p>"
+    return (f'<section id="false-alarms"><h2>False-alarm budget</h2><p>Each statistical decision of the run and its '
+            f'false-alarm rate: together {summary.get("false_alarm_per_run", 0):.2g}, against a budget of '
+            f'{summary.get("false_alarm_budget", 1e-6):.0e} per run (the run fails above it).</p>{table}</section>')
 
 
 def conformance_table(ledger: dict) -> str:
