@@ -118,6 +118,8 @@ def test_questions_toml_numbers_match_the_seed_file():
     questions = load_catalogue().questions
     ours = [questions[f"000:F{i}"]["printed"] for i in range(1, 22)]
     assert ours == printed
+    other = re.findall(r"^\**(\d+)、", seed.with_name("004_577ebafb5f7f4f8d.txt").read_text(encoding="utf-8"), flags=re.MULTILINE)
+    assert [questions[f"004:D{i}"]["printed"] for i in range(1, 32)] == other
 
 
 def test_matrices_are_tables_with_every_number(site):

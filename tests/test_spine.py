@@ -370,6 +370,7 @@ RECORDS = [dict(make_record("dot_variance", 3.98, params={"d_k": 4}, interval=[3
     ("{gap.unscaled:.0%} of {gap.n} rows", "75% of 200 rows"),
     ("`1/sqrt(d_k)` and {gap.scaled}", "`1/sqrt(d_k)` and 0.25"),
     ("row {grid.1.0:.0%} at d_k = {dot_variance[d_k=64].d_k}", "row 30% at d_k = 64"),
+    ("{dot_variance[d_k=64.0]:.1f} and {dot_variance[d_k=4.0]:.2f}", "63.2 and 3.98"),
 ])
 def test_placeholders_are_filled_from_the_claims_own_records(template, expected):
     assert render(template, RECORDS) == (expected, [])

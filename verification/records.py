@@ -137,14 +137,20 @@ def _parse_params(text: str | None) -> dict[str, str]:
     return wanted
 
 
-def _param_text(value) -> str:
-    return json.dumps(value) if not isinstance(value, str) else value
+def _matches(value, wanted: str) -> bool:
+    """A param against the text of a selector: numbers by value (``base=10000`` selects 10000.0), else as text."""
+    if _real(value):
+        try:
+            return float(wanted) == float(value)
+        except ValueError:
+            return False
+    return (json.dumps(value) if not isinstance(value, str) else value) == wanted
 
 
 def select(records: list[dict], name: str, wanted: dict[str, str]) -> dict:
-    """The one record called ``name`` whose params include ``wanted`` (compared as text)."""
+    """The one record called ``name`` whose params include ``wanted``."""
     named = [r for r in records if r["name"] == name]
-    hits = [r for r in named if all(k in r["params"] and _param_text(r["params"][k]) == v for k, v in wanted.items())]
+    hits = [r for r in named if all(k in r["params"] and _matches(r["params"][k], v) for k, v in wanted.items())]
     shown = f"{name}[{', '.join(f'{k}={v}' for k, v in wanted.items())}]" if wanted else name
     if not hits:
         if named:
