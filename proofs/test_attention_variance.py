@@ -183,7 +183,7 @@ def test_scaled_scores_have_unit_variance_only_under_variance_one_over_d_model_w
     measure("statement", r"\operatorname{Var}[q\cdot k/\sqrt{d_k}] = " + sp.latex(cf.SCALED_SCORE_VARIANCE_INIT)
             + r";\ \text{PyTorch default: } \tfrac19 \text{ (no bias)}, "
             + sp.latex(torch_with_bias) + r" \text{ (bias)};\ \sigma_w^2 = 1/d_\text{model}: 1")
-    measure("torch_default_scaled_variance_d512", cf.scaled_score_variance_torch_default(512),
+    measure("torch_default_scaled_variance", cf.scaled_score_variance_torch_default(512), params={"d_model": 512},
             no_bias=cf.scaled_score_variance_torch_default(512, bias=False))
 
 

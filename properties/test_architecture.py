@@ -147,7 +147,7 @@ def test_paper_presets_match_table_3(preset, measure):
         model = Transformer(config)
     counted = sum(p.numel() for p in model.parameters())
     paper = PAPER_TABLE3_PARAMS[preset]
-    measure(f"{preset}_parameters", counted, closed_form=transformer_params_from_config(config), table_3=paper,
+    measure("parameters", counted, params={"preset": preset}, closed_form=transformer_params_from_config(config), table_3=paper,
             relative_gap=(counted - paper) / paper, vocab=PAPER_VOCAB, tying=config.tying)
     assert counted == transformer_params_from_config(config)
     assert abs(counted - paper) <= 0.05 * paper, f"{preset}: {counted:,} vs Table 3's {paper:,}"
@@ -280,7 +280,7 @@ def _check_residual_gradient(depth: int, n_seeds: int, measure) -> None:
             scales.append(tuple(_input_gradient_scale(layers, x, r, seed) for r in (True, False)))
         kept = sum(0.1 <= res <= 10 and plain < res / 10 for res, plain in scales)
         p_value, interval = _binomial_floor(kept, n_seeds, 0.9)
-        measure(f"{placement}_ln_fraction_kept_with_residual_collapsed_without", kept / n_seeds, interval=interval,
+        measure("fraction_kept_with_residual_collapsed_without", kept / n_seeds, params={"norm": placement}, interval=interval,
                 confidence=1 - FALSE_ALARM_RATE, n=n_seeds, depth=depth, p0=0.9,
                 gradient_scale_with=[r for r, _ in scales], gradient_scale_without=[p for _, p in scales])
         assert p_value > FALSE_ALARM_RATE / 2, f"{placement}-LN: only {kept}/{n_seeds} kept the gradient: {scales}"

@@ -247,11 +247,11 @@ def test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_m
         torch.testing.assert_close(scaled_scores(q[:2000], k[:2000]), dots[:2000] / math.sqrt(d_k), **FLOAT64)
         mean, mean_hw = median_of_means(dots, sigma=math.sqrt(d_k), alpha=alpha)
         var, var_hw = median_of_means(dots**2, sigma=math.sqrt(2 * d_k**2 + 6 * d_k), alpha=alpha)
-        measure(f"dot_variance_d{d_k}", var, interval=[var - var_hw, var + var_hw], closed_form=d_k,
+        measure("dot_variance", var, params={"d_k": d_k}, interval=[var - var_hw, var + var_hw], closed_form=d_k,
                 confidence=1 - alpha, n=n)
-        measure(f"scaled_variance_d{d_k}", var / d_k, interval=[(var - var_hw) / d_k, (var + var_hw) / d_k],
+        measure("scaled_variance", var / d_k, params={"d_k": d_k}, interval=[(var - var_hw) / d_k, (var + var_hw) / d_k],
                 closed_form=1, confidence=1 - alpha, n=n)
-        measure(f"dot_mean_d{d_k}", mean, interval=[mean - mean_hw, mean + mean_hw], closed_form=0,
+        measure("dot_mean", mean, params={"d_k": d_k}, interval=[mean - mean_hw, mean + mean_hw], closed_form=0,
                 confidence=1 - alpha, n=n)
         assert abs(mean) <= mean_hw, f"d_k={d_k}: mean {mean:.4f} outside 0 +- {mean_hw:.4f}"
         assert abs(var - d_k) <= var_hw, f"d_k={d_k}: variance {var:.3f} outside {d_k} +- {var_hw:.3f}"
@@ -294,7 +294,7 @@ def test_scaled_scores_at_initialisation_have_variance_one_ninth_by_default_and_
     for seed, (init, closed_form) in enumerate(expected.items()):
         scores = _init_scores(d_model, heads, models, init, seed)
         var, hw = median_of_means(scores**2, sigma=math.sqrt(2 + 6 / d_k) * closed_form, alpha=alpha)
-        measure(f"scaled_score_variance_{init}", var, interval=[var - hw, var + hw], closed_form=closed_form,
+        measure("scaled_score_variance", var, params={"init": init}, interval=[var - hw, var + hw], closed_form=closed_form,
                 confidence=1 - alpha, n=scores.numel(), d_model=d_model, h=heads)
         assert abs(var - closed_form) <= hw, f"{init}: variance {var:.4f} outside {closed_form:.4f} +- {hw:.4f}"
 
@@ -331,6 +331,24 @@ def test_scaling_logits_up_saturates_attention_to_one_hot_and_flattens_its_jacob
         assert off_max <= previous + 1e-15
         previous = off_max
     assert previous < 1e-15 and float(jac.abs().max()) < 1e-15  # one-hot, flat at beta = 1000
+
+
+@pytest.mark.claim("attn.softmax-saturation", kind="exact")
+def test_the_largest_weight_grows_to_one_and_the_jacobian_vanishes_along_a_logit_scale_sweep(measure):
+    """attn.softmax-saturation on one seeded logit vector (8 keys), beta from 0.1 to 1000: the largest
+    weight never falls as beta grows and ends within 1e-12 of 1; the Jacobian's Frobenius norm ends
+    below 1e-9 of its value at beta = 1. The sweep is recorded for the page."""
+    z = gaussian((8,), 7)
+    sweep = []
+    for beta in torch.logspace(-1, 3, 25, dtype=torch.float64).tolist():
+        weights, jac = _attention_over_logits(beta * z)
+        sweep.append((beta, float(weights.max()), float(jac.norm())))
+        measure("softmax_saturation", {"max_weight": sweep[-1][1], "jacobian_norm": sweep[-1][2]},
+                params={"beta": round(beta, 6)}, unit="unitless")
+    largest = [w for _, w, _ in sweep]
+    assert all(b >= a - 1e-15 for a, b in zip(largest, largest[1:])), f"largest weight fell: {largest}"
+    at_one = next(j for beta, _, j in sweep if abs(beta - 1.0) < 1e-9)
+    assert largest[-1] > 1 - 1e-12 and sweep[-1][2] < 1e-9 * at_one, sweep[-1]
 
 
 def _softmax_jacobian_norm(p: torch.Tensor) -> torch.Tensor:
@@ -377,7 +395,7 @@ def test_unscaled_scores_at_d_k_512_give_near_one_hot_rows_and_much_smaller_soft
     # distribution-free interval for the median: order statistics at binomial quantiles
     lo_i, hi_i = stats.binom.ppf(alpha / 2, N, 0.5), stats.binom.isf(alpha / 2, N, 0.5)
     for name in rows:
-        measure(f"near_one_hot_fraction_{name}", one_hot[name] / N, interval=list(one_hot_ci[name]),
+        measure("near_one_hot_fraction", one_hot[name] / N, params={"scores": name}, interval=list(one_hot_ci[name]),
                 threshold=0.99, confidence=1 - alpha, n=N, d_k=d_k, keys=n_keys)
     measure("fraction_softmax_gradient_100x_smaller", small / N, interval=list(small_ci), confidence=1 - alpha, n=N)
     ordered = ratio.sort().values

@@ -44,7 +44,7 @@ def test_scaled_embeddings_have_unit_variance_like_the_position_code(measure):
         variance = sum_squares / n
         code = sinusoidal_encoding(torch.arange(512), d)
         code_mean_square = float((code ** 2).mean())
-        measure(f"scaled_entry_variance_d{d}", variance, interval=[variance / high, variance / low],
+        measure("scaled_entry_variance", variance, params={"d_model": d}, interval=[variance / high, variance / low],
                 confidence=1 - alpha, n=n, expected=1.0, unscaled=variance / d, code_mean_square=code_mean_square)
         assert low <= variance <= high, f"d={d}: variance {variance:.5f} outside [{low:.5f}, {high:.5f}]"
         assert code_mean_square == pytest.approx(sinusoid_squared_norm(d) / d)
@@ -74,7 +74,7 @@ def test_the_token_is_recovered_from_embedding_plus_position_at_realistic_width(
     k, n = _recovered(512, 37000, 512, seed=0)
     interval = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=1 - FALSE_ALARM_RATE)
     narrow = {d: _recovered(d, 37000, 512, seed=d) for d in (16, 32, 64)}
-    measure("recovered_fraction_d512", k / n, interval=[interval.low, interval.high], confidence=1 - FALSE_ALARM_RATE,
-            n=n, vocab=37000, p0=0.99)
+    measure("recovered_fraction", k / n, params={"d_model": 512}, interval=[interval.low, interval.high],
+            confidence=1 - FALSE_ALARM_RATE, n=n, vocab=37000, p0=0.99)
     measure("recovered_fraction_by_width", {str(d): kd / nd for d, (kd, nd) in narrow.items()}, vocab=37000, n=512)
     assert scipy.stats.binom.cdf(k, n, 0.99) > FALSE_ALARM_RATE, f"only {k}/{n} tokens recovered at d = 512"

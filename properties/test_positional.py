@@ -199,6 +199,19 @@ def test_sinusoidal_code_is_bounded_has_norm_sqrt_half_d_and_geometric_wavelengt
     torch.testing.assert_close(wavelengths, expected, **FLOAT64)
 
 
+@pytest.mark.claim("pe.sinusoid-shape", kind="exact")
+def test_the_longest_wavelength_at_the_paper_width_stays_below_base_times_2pi(measure):
+    """d = 512, base 10000, read from the model's code: the slowest pair's wavelength is 2 pi base^(1 - 2/d),
+    short of 2 pi base (the limit the progression only reaches as d grows)."""
+    d_model, base = 512, 10000.0
+    first = added_code(d_model, range(0, 2), base=base)  # positions 0 and 1
+    turn = torch.complex(first[1, -1], first[1, -2]) * torch.complex(first[0, -1], -first[0, -2])
+    longest = float(2 * math.pi / turn.angle())
+    measure("longest_wavelength", longest / (2 * math.pi), params={"d_model": d_model, "base": base}, unit="2 pi positions")
+    assert longest == pytest.approx(2 * math.pi * base ** (1 - 2 / d_model), rel=1e-9)
+    assert longest < 2 * math.pi * base
+
+
 def _rotation_blocks(d_model: int, k: int, base: float) -> torch.Tensor:
     """R_k: 2x2 blocks [[cos, sin], [-sin, cos]] of angle k * base^(-2i/d), acting on (sin, cos) pairs."""
     angle = k * base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
@@ -251,6 +264,20 @@ def test_code_similarity_peaks_at_zero_and_decays_on_average(measure):
     measure("steps_where_f_rises", rises, out_of=n - 1)
     assert float(f[0]) == pytest.approx(d_model / 2, rel=FLOAT64.rtol) and bool((f[1:] < f[0]).all())
     assert all(a > b for a, b in zip(means, means[1:])), f"window means should fall: {means}"
+
+
+@pytest.mark.claim("pe.long-range-decay", kind="measured")
+def test_code_similarity_curves_peak_only_at_zero_for_every_base(measure):
+    """d = 512, offsets 0..1024, bases 100, 1000, 10000: f(k) = <PE(0), PE(k)> stays below its peak d/2
+    at every k > 0 (no offset repeats the code exactly). The curves up to 512 are recorded for the page."""
+    d_model = 512
+    for base in (100.0, 1000.0, 10000.0):
+        f = _similarity_curve(d_model, 1025, base)
+        offsets = list(range(0, 513))
+        measure("similarity_by_offset", {"offset": offsets, "dot": [float(f[k]) for k in offsets]},
+                params={"base": base, "d_model": d_model}, unit="dot product")
+        assert float(f[0]) == pytest.approx(d_model / 2, rel=FLOAT64.rtol)
+        assert bool((f[1:] < f[0] - 1e-9).all()), f"base {base}: an offset reaches the peak again"
 
 
 @pytest.mark.claim("pe.long-range-decay", kind="counterexample")

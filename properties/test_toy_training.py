@@ -128,8 +128,9 @@ def accuracies(request, d_k: int) -> dict[str, torch.Tensor]:
 
 def record(measure, acc: dict, a: str, b: str, d_k: int) -> tuple[float, float, float]:
     med, low, high = median_interval(acc[a] - acc[b], ALPHA)
-    measure(f"dk{d_k}_{a}_minus_{b}", med, interval=[low, high], confidence=1 - ALPHA, n=REPLICAS,
-            d_k=d_k, statistic=f"median over replicas of held-out accuracy({a}) - accuracy({b})",
+    measure("accuracy_difference", med, params={"d_k": d_k, "first": a, "second": b}, interval=[low, high],
+            confidence=1 - ALPHA, n=REPLICAS, d_k=d_k,
+            statistic=f"median over replicas of held-out accuracy({a}) - accuracy({b})",
             replicas_favouring_first=int((acc[a] > acc[b]).sum()),
             median_accuracy={m: float(acc[m].median()) for m in MECHANISMS})
     return med, low, high

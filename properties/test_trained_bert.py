@@ -157,16 +157,16 @@ def test_trained_attention_rows_are_concentrated_untrained_rows_diffuse(attentio
     for baseline, stats in (("random_init", random_init), ("shuffled", shuffled)):
         diff = sentence_mean(trained, "entropy") - sentence_mean(stats, "entropy")
         med, low, high = median_interval(diff, alpha)
-        measure(f"entropy_trained_minus_{baseline}", med, interval=[low, high], confidence=1 - alpha,
+        measure("entropy_trained_minus", med, params={"baseline": baseline}, interval=[low, high], confidence=1 - alpha,
                 n=ATTENTION_SENTENCES, statistic="median over sentences of the mean normalised row entropy difference")
         assert high < 0, f"trained rows not less diffuse than {baseline}: median {med:.3f} [{low:.3f}, {high:.3f}]"
     for name, stats, above in (("trained", trained, True), ("random_init", random_init, False)):
         med, low, high = median_interval(sentence_mean(stats, "top3"), alpha)
-        measure(f"top3_mass_{name}", med, interval=[low, high], confidence=1 - alpha, n=ATTENTION_SENTENCES,
+        measure("top3_mass", med, params={"attention": name}, interval=[low, high], confidence=1 - alpha, n=ATTENTION_SENTENCES,
                 statistic="median over sentences of the mean mass on a row's 3 largest weights")
         assert (low > 0.5) if above else (high < 0.5), f"{name} top-3 mass {med:.3f} [{low:.3f}, {high:.3f}]"
     med, low, high = median_interval(sentence_mean(shuffled, "top3"), alpha)
-    measure("top3_mass_shuffled", med, interval=[low, high], confidence=1 - alpha, n=ATTENTION_SENTENCES)
+    measure("top3_mass", med, params={"attention": "shuffled"}, interval=[low, high], confidence=1 - alpha, n=ATTENTION_SENTENCES)
     measure("mean_normalised_entropy", {k: round(float(v["entropy"].mean()), 4) for k, v in attention.items()})
     measure("mass_on_cls_and_sep", {k: round(float(v["special"].mean()), 4) for k, v in attention.items()},
             per_layer_trained=[round(float(v), 4) for v in trained["special"].mean((0, 2))])
@@ -261,7 +261,7 @@ def test_removing_least_important_heads_first_keeps_the_similarity_ranking_longe
     measure("ranking_agreement_least_important_first", dict(zip(heads["least_first_k"], curve)),
             statistic="Spearman correlation of all pairwise cosine similarities with the full model's")
     measure("nearest_neighbour_unchanged_least_first", dict(zip(heads["least_first_k"], unchanged)), of=PRUNE_SENTENCES)
-    measure("heads_removable_keeping_spearman_0.95", max(kept), of=len(heads["removal_order"]),
+    measure("heads_removable_keeping_spearman", max(kept), params={"spearman": 0.95}, of=len(heads["removal_order"]),
             step=heads["least_first_k"][1])
     measure("ranking_agreement_most_important_first",
             {k: whole_ranking_agreement(s, full) for k, s in zip(heads["most_first_k"], heads["most_first"])})
@@ -270,6 +270,6 @@ def test_removing_least_important_heads_first_keeps_the_similarity_ranking_longe
         least = ranking_agreement(heads["least_first"][heads["least_first_k"].index(k)], full)
         most = ranking_agreement(heads["most_first"][heads["most_first_k"].index(k)], full)
         med, low, high = median_interval(least - most, alpha)
-        measure(f"per_sentence_agreement_least_minus_most_first_{k}", med, interval=[low, high],
+        measure("per_sentence_agreement_least_minus_most_first", med, params={"removed": k}, interval=[low, high],
                 confidence=1 - alpha, n=PRUNE_SENTENCES)
         assert low > 0, f"removing {k} least important heads is not gentler: median {med:.3f} [{low:.3f}, {high:.3f}]"

@@ -71,6 +71,20 @@ def test_the_optimiser_follows_the_schedule_step_by_step(d_model, warmup, steps)
         scheduler.step()
 
 
+@pytest.mark.claim("train.noam-schedule", kind="exact")
+def test_the_base_schedule_peaks_at_its_warmup_step_with_the_closed_form_rate(measure):
+    """The base preset's rate over its first 5 x warmup steps: the largest rate is at step = warmup and equals
+    (d_model warmup)^-0.5; the curve is recorded for the page."""
+    config = TransformerConfig.base()
+    warmup = config.warmup_steps
+    steps = sorted({*range(1, 5 * warmup + 1, warmup // 40), warmup})
+    rates = [noam_rate(k, config.d_model, warmup) for k in steps]
+    peak_step, peak = noam_peak(config.d_model, warmup)
+    measure("noam_rate_curve", {"step": steps, "lr": rates}, params={"d_model": config.d_model, "warmup": warmup})
+    assert steps[rates.index(max(rates))] == peak_step == warmup
+    assert max(rates) == pytest.approx(peak, rel=FLOAT64.rtol)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Dropout
 # ---------------------------------------------------------------------------------------------------
@@ -116,9 +130,9 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
     half_width = scale * math.sqrt(math.log(2 / (FALSE_ALARM_RATE / 2)) / (2 * n))
     mean = float(ratio.detach().mean())
     interval = zeros.proportion_ci(confidence_level=1 - FALSE_ALARM_RATE / 2)
-    measure("dropped_fraction", int(zero.sum()) / n, interval=[interval.low, interval.high],
+    measure("dropped_fraction", int(zero.sum()) / n, params={"p": p}, interval=[interval.low, interval.high],
             confidence=1 - FALSE_ALARM_RATE / 2, n=n, p=p)
-    measure("mean_train_over_eval", mean, interval=[mean - half_width, mean + half_width],
+    measure("mean_train_over_eval", mean, params={"p": p}, interval=[mean - half_width, mean + half_width],
             confidence=1 - FALSE_ALARM_RATE / 2, n=n, expected=1.0, p=p, kept_scale=scale)
     assert zeros.pvalue > FALSE_ALARM_RATE / 2, f"dropped {int(zero.sum()) / n:.4f}, expected {p}"
     assert abs(mean - 1.0) <= half_width, f"mean ratio {mean:.4f} is not 1 within {half_width:.4f}"

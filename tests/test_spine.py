@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import tests.site_fixture  # noqa: F401 - imports the page's libraries before the in-process runs below
+from verification import aggregate
 from verification import ledger as ledger_cli
-from verification.aggregate import summary_line, to_jsonable
+from verification.aggregate import FALSE_ALARM_BUDGET, build_ledger, strict_problems, summary_line, to_jsonable
 from verification.catalogue import CatalogueError, load_catalogue
+from verification.records import make_record, render, typed_numbers
 
 pytest_plugins = ["pytester"]
 
@@ -48,7 +51,9 @@ def broken():
 @pytest.mark.claim("m.passes", kind="statistical")
 @pytest.mark.conformance("impl-a", "prop-x")
 def test_passes(measure):
-    measure("variance", 1.003, interval=[0.98, 1.02], confidence=1 - 1e-6, n=1000)
+    measure("variance", 1.003, params={"d_k": 4}, interval=[0.98, 1.02], confidence=0.95, unit="ratio", n=1000)
+    measure("variance", 0.998, params={"d_k": 64}, interval=[0.99, 1.01], alpha=1e-7, power=0.999,
+            alternative="variance 2 (unscaled scores at d_k = 2)")
 
 @pytest.mark.claim("m.fails", kind="exact")
 def test_fails(conformance):
@@ -180,22 +185,28 @@ def test_ledger_statuses_measurements_and_conformance(pytester, mini):
     claims = {c["id"]: c for c in data["claims"]}
     assert {cid: c["status"] for cid, c in claims.items()} == {
         "m.passes": "verified", "m.fails": "failing", "m.counter": "verified", "m.skipped": "missing",
-        "m.setup-error": "failing", "m.untested": "missing", "m.cited": "verified"}
+        "m.setup-error": "failing", "m.untested": "missing", "m.cited": "cited"}
     outcomes = {cid: [e["outcome"] for e in c["evidence"]] for cid, c in claims.items()}
     assert outcomes["m.counter"] == ["xfailed"] and outcomes["m.skipped"] == ["skipped"]
     assert outcomes["m.setup-error"] == ["error"] and outcomes["m.cited"] == ["cited"]
-    variance = claims["m.passes"]["measurements"]["variance"]
-    assert variance["value"] == 1.003 and variance["interval"] == [0.98, 1.02] and variance["n"] == 1000
-    assert claims["m.counter"]["measurements"]["counterexample"]["value"] == {"x": [1, 2]}
+    variance, decision = claims["m.passes"]["measurements"]
+    assert variance == {"name": "variance", "value": 1.003, "params": {"d_k": 4}, "interval": [0.98, 1.02],
+                        "confidence": 0.95, "unit": "ratio", "alpha": None, "power": None, "alternative": None,
+                        "details": {"n": 1000}, "nodeid": "test_evidence.py::test_passes",
+                        "path": "test_evidence.py", "lineno": variance["lineno"]}
+    assert decision["alpha"] == 1e-7 and decision["confidence"] == 1 - 1e-7 and decision["power"] == 0.999
+    assert claims["m.counter"]["measurements"][0]["value"] == {"x": [1, 2]}
     assert claims["m.fails"]["evidence"][0]["message"].startswith("assert 1 == 2")
     rows = sorted((r["implementation"], r["property"], r["outcome"]) for r in data["conformance"])
     assert rows == [("impl-a", "prop-x", "passed"), ("impl-b", "prop-x", "failed")]
     s = data["summary"]
-    assert (s["total"], s["verified"], s["failing"], s["missing"]) == (7, 3, 2, 2)
+    assert (s["total"], s["verified"], s["cited"], s["failing"], s["missing"]) == (7, 2, 1, 2, 2)
+    assert s["false_alarm_per_run"] == 1e-7 and [d["name"] for d in s["statistical_decisions"]] == ["variance"]
+    assert data["schema_version"] == 2 and data["environment"]["python"] and "hypothesis" in data["environment"]
     assert s["by_verdict"]["reference"] == 1 and s["by_verdict"]["pending"] == 6
     md = (pytester.path / "reports/claims.md").read_text()
-    assert "### F4." in md and '<a id="claim-m-passes"></a>' in md
-    assert "*variance* = 1.003 (interval [0.98, 1.02]; confidence 1 − 1e-6; n = 1000)" in md
+    assert "### F4." in md and '<a id="claim-m-passes"></a>' in md and "📖 cited" in md
+    assert "*variance[d_k=4]* = 1.003 ratio (interval [0.98, 1.02]; confidence 0.95; n = 1000)" in md
     assert "| prop-x | passed | failed |" in md
 
 
@@ -241,7 +252,7 @@ def test_measure_rejects_unknown_ids_and_unserialisable_values(pytester, mini):
     result = pytester.runpytest(*mini, "--ledger-dir", "out")
     assert result.ret == 0
     claims = {c["id"]: c for c in json.loads((pytester.path / "out/claims.json").read_text())["claims"]}
-    assert claims["m.untested"]["measurements"]["x"]["value"] == 2
+    assert [r["value"] for r in claims["m.untested"]["measurements"]] == [2]
     assert claims["m.untested"]["status"] == "missing"  # a measurement alone is not evidence
 
 
@@ -270,7 +281,7 @@ def test_measurements_outcomes_and_marker_errors_survive_xdist(pytester, mini, s
     assert "unknown claim id 'm.typo'" in result.stdout.str()
     data = json.loads((pytester.path / "reports/claims.json").read_text())
     claims = {c["id"]: c for c in data["claims"]}
-    assert claims["m.passes"]["measurements"]["variance"]["interval"] == [0.98, 1.02]
+    assert claims["m.passes"]["measurements"][0]["interval"] == [0.98, 1.02]
     assert [e["outcome"] for e in claims["m.counter"]["evidence"]] == ["xfailed"]
     assert claims["m.fails"]["status"] == "failing" and claims["m.setup-error"]["status"] == "failing"
     assert data["summary"]["collection_errors"] == ["test_typo.py"]
@@ -278,9 +289,10 @@ def test_measurements_outcomes_and_marker_errors_survive_xdist(pytester, mini, s
 
 # -- the ledger command -----------------------------------------------------------------------------------------------
 def test_summary_line_counts_statuses_and_verdicts():
-    ledger = {"summary": {"total": 7, "verified": 3, "failing": 2, "missing": 2, "seconds": 4.26,
-                          "by_verdict": {"holds": 0, "reference": 1, "pending": 6}}}
-    assert summary_line(ledger) == "claims: 7 total, 3 verified, 2 failing, 2 missing | holds 0, reference 1, pending 6 | 4.3 s"
+    ledger = {"summary": {"total": 7, "verified": 2, "cited": 1, "failing": 2, "missing": 2, "seconds": 4.26,
+                          "false_alarm_per_run": 4e-7, "by_verdict": {"holds": 0, "reference": 1, "pending": 6}}}
+    assert summary_line(ledger) == ("claims: 7 total, 2 verified, 1 cited, 2 failing, 2 missing | false alarms per run "
+                                    "4e-07 | holds 0, reference 1, pending 6 | 4.3 s")
 
 
 @pytest.mark.parametrize("pytest_code, failing, missing, expected", [
@@ -309,3 +321,96 @@ def test_ledger_exit_status(tmp_path, capsys, pytest_code, failing, missing, exp
     assert code == expected
     assert seen[:2] == ["-n", "0"] and "--claims-strict" in seen and seen[-1] == "-q"
     assert capsys.readouterr().out.strip().startswith(f"claims: {len(claims)} total")
+
+
+# -- typed records, placeholders, the false-alarm budget, cited ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="dot_variance_d4.0"), "plain identifier"),
+    (dict(params=[4]), "params must be a dict"),
+    (dict(params={"d_k": [4]}), "scalar value"),
+    (dict(interval=[2, 1]), "low <= high"),
+    (dict(interval=[0.1, 0.2], alpha=1e-7, power=0.9), "also records alternative"),
+    (dict(alpha=1e-7, power=0.9, alternative="d = 2", interval=[0, 1], confidence=0.95), "not 1 - alpha"),
+    (dict(alpha=1.5, power=0.9, alternative="d = 2", interval=[0, 1]), "alpha"),
+    (dict(power=1.2), "power must be"),
+])
+def test_measure_rejects_untyped_records(kwargs, message):
+    kwargs = {"name": "dot_variance", **kwargs}
+    with pytest.raises((TypeError, ValueError), match=message):
+        make_record(kwargs.pop("name"), 1.0, **kwargs)
+
+
+RECORDS = [dict(make_record("dot_variance", 3.98, params={"d_k": 4}, interval=[3.9, 4.1], confidence=0.95), nodeid="t::a"),
+           dict(make_record("dot_variance", 63.2, params={"d_k": 64}, interval=[62.0, 64.5], confidence=0.95), nodeid="t::a"),
+           dict(make_record("gap", {"scaled": 0.25, "unscaled": 0.75}, details={"n": 200}), nodeid="t::b"),
+           dict(make_record("grid", [[0.1, 0.2], [0.3, 0.4]]), nodeid="t::c")]
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("variance {dot_variance[d_k=4]:.3g}", "variance 3.98"),
+    ("within [{dot_variance[d_k=64].low:.1f}, {dot_variance[d_k=64].high:.1f}]", "within [62.0, 64.5]"),
+    ("{gap.unscaled:.0%} of {gap.n} rows", "75% of 200 rows"),
+    ("`1/sqrt(d_k)` and {gap.scaled}", "`1/sqrt(d_k)` and 0.25"),
+    ("row {grid.1.0:.0%} at d_k = {dot_variance[d_k=64].d_k}", "row 30% at d_k = 64"),
+    ("{dot_variance[d_k=64.0]:.1f} and {dot_variance[d_k=4.0]:.2f}", "63.2 and 3.98"),
+])
+def test_placeholders_are_filled_from_the_claims_own_records(template, expected):
+    assert render(template, RECORDS) == (expected, [])
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{dot_variance:.3g}", "2 records match"),
+    ("{dot_variance[d_k=8]}", "no record with those params"),
+    ("{nowhere}", "no measurement of this claim is called 'nowhere'"),
+    ("{gap.low}", "no interval"),
+    ("{gap.nothing}", "no field, param, detail or value key 'nothing'"),
+    ("{grid.0.9}", "no field, param, detail or value key '0.9'"),
+])
+def test_an_unmatched_placeholder_is_an_error_not_a_guess(template, message):
+    text, errors = render(template, RECORDS)
+    assert len(errors) == 1 and message in errors[0] and "not measured" in text
+
+
+def test_typed_numbers_are_found_outside_backticks_and_placeholders():
+    assert typed_numbers("at d_k = 64 the gap is {gap:.2f} (`1/sqrt(d_k)`, {x[d=4]})") == ["64"]
+    assert typed_numbers("holds when `n > 2 d` for {r.low:.3g}") == []
+
+
+def _ledger_with(catalogue_dir, records):
+    catalogue = load_catalogue(catalogue_dir)
+    return build_ledger(catalogue, records, seconds=1.0)
+
+
+def _decision(nodeid, alpha):
+    payload = make_record("rate", 0.5, interval=[0.4, 0.6], alpha=alpha, power=0.99, alternative="rate 0.9")
+    record = aggregate.TestRecord(nodeid, outcome="passed")
+    record.properties = [("claim", {"ids": ["m.a"], "kind": "statistical"}),
+                         ("measure", payload | {"claims": ["m.a"]})]
+    return record
+
+
+def test_the_run_fails_when_its_false_alarm_rates_add_up_past_the_budget(tmp_path):
+    write_catalogue(tmp_path, claim_toml("m.a", evidence=["statistical"]))
+    within = _ledger_with(tmp_path, {n: _decision(n, FALSE_ALARM_BUDGET / 4) for n in ("t::a", "t::b", "t::c")})
+    assert within["summary"]["false_alarm_per_run"] == pytest.approx(0.75e-6) and strict_problems(within) == []
+    over = _ledger_with(tmp_path, {n: _decision(n, FALSE_ALARM_BUDGET / 2) for n in ("t::a", "t::b", "t::c")})
+    problems = strict_problems(over)
+    assert len(problems) == 1 and "false alarms per run 1.5e-06 exceed the budget 1e-06" in problems[0]
+
+
+def test_a_condition_that_no_measurement_fills_fails_the_strict_run(tmp_path):
+    write_catalogue(tmp_path, claim_toml("m.a", verdict="holds-under-conditions", condition="rate {rate:.2f}, {rate.n}"))
+    ledger = _ledger_with(tmp_path, {"t::a": _decision("t::a", 1e-7)})
+    claim = ledger["claims"][0]
+    assert claim["condition"].startswith("rate 0.50, ⟨{rate.n}: not measured⟩")
+    assert claim["templates"] == {"condition": "rate {rate:.2f}, {rate.n}"}
+    assert strict_problems(ledger) == ["m.a: cannot fill its condition: rate has no field, param, detail or value key 'n'"]
+
+
+def test_a_reference_claim_is_cited_even_when_related_tests_pass(tmp_path):
+    write_catalogue(tmp_path, claim_toml("m.a", verdict="reference", evidence=["reference"], citation="Paper 2017, §3."))
+    ledger = _ledger_with(tmp_path, {"t::a": _decision("t::a", 1e-7)})
+    assert ledger["claims"][0]["status"] == "cited" and ledger["summary"]["cited"] == 1
+    assert ledger["summary"]["verified"] == 0

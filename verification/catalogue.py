@@ -32,7 +32,7 @@ CLAIMS_DIR = Path(__file__).resolve().parents[1] / "claims"
 
 KINDS = ("proof", "exact", "statistical", "measured", "counterexample", "empirical", "reference")
 VERDICTS = ("holds", "holds-under-conditions", "false-as-stated", "reference", "pending")
-STATUSES = ("verified", "failing", "missing")
+STATUSES = ("verified", "cited", "failing", "missing")
 #: The key each verdict requires besides the common ones.
 VERDICT_REQUIRES = {"holds-under-conditions": "condition", "false-as-stated": "counterexample", "reference": "citation"}
 
@@ -220,13 +220,15 @@ def load_catalogue(directory: str | Path | None = None) -> Catalogue:
 def load_questions(directory: str | Path | None = None) -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
     """Seeds and question glosses from ``questions.toml``.
 
-    Returns ``({"000": {"file", "title", "title_zh"}}, {"000:F4": {"en": ..., "zh": ...}})``, both in
-    file order; empty when the file is absent.
+    Returns ``({"000": {"file", "title", "title_zh"}}, {"000:F4": {"en": ..., "zh": ..., "printed": "4"}})``,
+    both in file order (``printed``: the question's number as the seed file prints it); empty when the file
+    is absent.
     """
     path = Path(directory if directory is not None else CLAIMS_DIR) / "questions.toml"
     if not path.exists():
         return {}, {}
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     seeds = {s["prefix"]: {k: s.get(k, "") for k in ("file", "title", "title_zh")} for s in data.get("seed", [])}
-    questions = {q["id"]: {"en": q.get("en", ""), "zh": q.get("zh", "")} for q in data.get("question", [])}
+    questions = {q["id"]: {"en": q.get("en", ""), "zh": q.get("zh", ""), "printed": q.get("printed", "")}
+                 for q in data.get("question", [])}
     return seeds, questions

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .aggregate import BAD, OK
 
-STATUS_MARK = {"verified": "✅ verified", "failing": "❌ failing", "missing": "⬜ missing"}
+STATUS_MARK = {"verified": "✅ verified", "cited": "📖 cited", "failing": "❌ failing", "missing": "⬜ missing"}
 VERDICT_TEXT = {
     "holds": "holds: the claim is true as stated",
     "holds-under-conditions": "holds under conditions: true only when the condition below is met",
@@ -31,9 +31,16 @@ KIND_TEXT = {
     "reference": "a citation: the claim is not computable",
 }
 SOURCE = re.compile(r"^(\d{3}):([FD])(\d+)$")
-MAX_LIST = 12  # numbers shown of a list of numbers
-MAX_ROWS = 40  # longer sweeps are shown as JSON
-MAX_LINE = 400  # characters of one line of a value block; claims.json has the whole value
+MAX_ROWS = 200  # longer sweeps are shown as JSON
+
+
+def question_heading(qid: str, gloss: dict) -> str:
+    """The number a reader sees in the seed file, then the catalogue's id when it differs: ``19 (F21)``."""
+    label = qid.split(":", 1)[1]
+    printed = gloss.get("printed")
+    if not printed or printed == label[1:]:
+        return f"{label[1:]} ({label})" if printed else label
+    return f"{printed} ({label})"
 
 
 def _anchor(claim_id: str) -> str:
@@ -53,7 +60,7 @@ def _fmt_number(value) -> str:
     return f"{value:.4g}"
 
 
-def _fmt_confidence(value) -> str:
+def fmt_confidence(value) -> str:
     if isinstance(value, (int, float)) and 0.99 < value < 1:
         return f"1 − {1 - value:.0e}".replace("e-0", "e-")
     return _fmt_value(value)
@@ -63,8 +70,7 @@ def _fmt_value(value) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _fmt_number(value)
     if isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        shown = ", ".join(_fmt_number(v) for v in value[:MAX_LIST])
-        return f"[{shown}{', ...' if len(value) > MAX_LIST else ''}]" + (f" ({len(value)} values)" if len(value) > MAX_LIST else "")
+        return "[" + ", ".join(_fmt_number(v) for v in value) + "]"
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
@@ -88,7 +94,6 @@ def _block(value) -> list[str]:
         rows = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}" for k, v in value.items()]
     else:
         rows = [json.dumps(value, ensure_ascii=False)]
-    rows = [r if len(r) <= MAX_LINE else r[:MAX_LINE] + " ..." for r in rows]
     return ["  ```json", *("  " + r for r in rows), "  ```"]
 
 
@@ -103,22 +108,30 @@ def _table(rows) -> list[str] | None:
             *("  | " + " | ".join(_fmt_value(r[k]) for k in keys) + " |" for r in rows), ""]
 
 
-def render_measurement(name: str, m: dict) -> list[str]:
-    """Lines (markdown bullets) for one measurement."""
-    value = m.get("value")
-    details = {k: v for k, v in m.items() if k not in ("value", "nodeid")}
-    if "statement" in name or details.pop("latex", False):
+def record_label(r: dict) -> str:
+    """``name[d_k=64]``: the record's name and its params, as placeholders select it."""
+    params = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items())
+    return f"{r['name']}[{params}]" if params else r["name"]
+
+
+def render_measurement(r: dict) -> list[str]:
+    """Lines (markdown bullets) for one typed record."""
+    name, value = record_label(r), r.get("value")
+    details = dict(r.get("details") or {})
+    if "statement" in r["name"] or details.pop("latex", False):
         return [f"- *{name}*: $$ {value} $$" if isinstance(value, str) else f"- *{name}*: {_fmt_value(value)}"]
+    unit = f" {r['unit']}" if r.get("unit") else ""
     if isinstance(value, (dict, list)) and len(json.dumps(value)) > 80:
-        head = f"- *{name}*" + (f" ({_fmt_details(details)})" if details else "") + ":"
+        head = f"- *{name}*{unit and f' ({unit.strip()})'}" + (f" ({_fmt_details(details)})" if details else "") + ":"
         return [head, *(_table(value) or _block(value))]
-    text = f"- *{name}* = {_fmt_value(value)}"
+    text = f"- *{name}* = {_fmt_value(value)}{unit}"
     parts = []
-    if "interval" in details:
-        interval = details.pop("interval")
-        parts.append(f"interval {_fmt_value(interval)}")
-    if "confidence" in details:
-        parts.append(f"confidence {_fmt_confidence(details.pop('confidence'))}")
+    if r.get("interval") is not None:
+        parts.append(f"interval {_fmt_value(r['interval'])}")
+    if r.get("confidence") is not None:
+        parts.append(f"confidence {fmt_confidence(r['confidence'])}")
+    if r.get("alpha") is not None:
+        parts.append(f"false-alarm rate {r['alpha']:.2g}, power {r['power']:.3g} against: {r['alternative']}")
     if "closed_form" in details:
         closed = details.pop("closed_form")
         mark = ""
@@ -151,6 +164,8 @@ def _render_claim(c: dict, root: Path, directory: Path) -> list[str]:
     for key, label in (("condition", "Condition"), ("counterexample", "Counterexample"), ("citation", "Citation")):
         if c.get(key):
             lines.append(f"- **{label}:** {c[key]}")
+    for error in c.get("render_errors", []):
+        lines.append(f"- **Not filled from the measurements:** {error}")
     if c.get("note"):
         lines.append(f"- **Note:** {c['note']}")
     if c.get("refers_to"):
@@ -161,8 +176,8 @@ def _render_claim(c: dict, root: Path, directory: Path) -> list[str]:
                  + (f" (not yet covered: {', '.join(missing)})" if missing else ""))
     if c["measurements"]:
         lines.append("- **Measurements:**")
-        for name, m in c["measurements"].items():
-            lines.extend("  " + line for line in render_measurement(name, m))
+        for r in c["measurements"]:
+            lines.extend("  " + line for line in render_measurement(r))
     tests = [e for e in c["evidence"] if e["outcome"] != "cited"]
     if tests:
         lines.append("- **Evidence:**")
@@ -185,21 +200,24 @@ def render_markdown(ledger: dict, catalogue, directory: Path, root: Path | None 
     s = ledger["summary"]
     verdicts = ", ".join(f"{v} {n}" for v, n in s["by_verdict"].items() if n)
     out = ["# The Transformer FAQs, checked claim by claim", "",
-           f"**{s['total']} claims: {s['verified']} verified, {s['failing']} failing, {s['missing']} missing** "
-           f"({verdicts}). Evidence ran in {s['seconds']:.1f} s; generated {s.get('generated_at', '')}"
+           f"**{s['total']} claims: {s['verified']} verified, {s.get('cited', 0)} cited, {s['failing']} failing, "
+           f"{s['missing']} missing** ({verdicts}). Evidence ran in {s['seconds']:.1f} s; the statistical tests "
+           f"that ran add up to {s.get('false_alarm_per_run', 0):.2g} false alarms per run (budget "
+           f"{s.get('false_alarm_budget', 1e-6):.0e}); generated {ledger.get('generated_at', '')}"
+           + (f" at commit `{ledger['commit']}`" if ledger.get("commit") else "")
            + (f", pytest exit status {s['pytest_exit_status']}." if "pytest_exit_status" in s else "."), "",
            "Two Chinese interview FAQs about the Transformer make claims; this page takes them question by "
            "question and says, for every claim, what the evidence in this repository shows. Each claim has a "
            "*verdict* (what is true) and a *status* (whether its evidence ran and passed):", ""]
     out += [f"- *{v}*: {t.split(': ', 1)[1]}" for v, t in VERDICT_TEXT.items()]
     out += ["", "Status: *verified* means every test linked to the claim passed (an `xfailed` test is a "
-            "counterexample that failed as expected); *failing* means one of them failed; *missing* means none ran "
-            "yet. Evidence kinds:", ""]
+            "counterexample that failed as expected); *cited* means a reference claim, settled by its citation and "
+            "verified by no test; *failing* means one of them failed; *missing* means none ran yet. Evidence kinds:", ""]
     out += [f"- *{k}*: {t}" for k, t in KIND_TEXT.items()]
-    out += ["", "## Overview", "", "| section | claims | verified | failing | missing |", "|---|---|---|---|---|"]
+    out += ["", "## Overview", "", "| section | claims | verified | cited | failing | missing |", "|---|---|---|---|---|---|"]
     for letter, section in sorted(catalogue.sections.items()):
         members = [c for c in ledger["claims"] if c["section"] == letter]
-        counts = [sum(c["status"] == st for c in members) for st in ("verified", "failing", "missing")]
+        counts = [sum(c["status"] == st for c in members) for st in ("verified", "cited", "failing", "missing")]
         out.append(f"| {letter}. {section.title} ({section.title_zh}) | {len(members)} | "
                    + " | ".join(map(str, counts)) + " |")
     for status in ("failing", "missing"):
@@ -225,8 +243,7 @@ def render_markdown(ledger: dict, catalogue, directory: Path, root: Path | None 
         ids += sorted((q for q in by_question if q.startswith(prefix + ":") and q not in ids), key=_source_key)
         for qid in sorted(ids, key=_source_key):
             gloss = catalogue.questions.get(qid, {})
-            label = qid.split(":", 1)[1]
-            out += ["", f"### {label}. {gloss.get('en', '')} · {gloss.get('zh', '')}".rstrip(" ·"), ""]
+            out += ["", f"### {question_heading(qid, gloss)}. {gloss.get('en', '')} · {gloss.get('zh', '')}".rstrip(" ·"), ""]
             members = by_question.get(qid, [])
             if not members:
                 out.append("No claim of the catalogue comes from this question.")

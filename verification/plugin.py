@@ -4,17 +4,19 @@ Interface (loaded by the root ``conftest.py``)::
 
     @pytest.mark.claim("attn.qk-variance", kind="statistical")        # one or more catalogue ids
     def test_scaled_scores_have_unit_variance(measure):
-        measure("scaled_variance", 1.003, interval=[0.98, 1.02], confidence=1 - 1e-6, n=100_000)
+        measure("scaled_variance", 1.003, params={"d_k": 64}, interval=[0.98, 1.02], confidence=0.95, n=100_000)
 
     @pytest.mark.conformance("torch-sdpa", "padding-zero-weight")       # or the conformance fixture
     def test_...(conformance): conformance("torch-sdpa", "padding-zero-weight")
 
 * ``kind=`` is required, one of ``catalogue.KINDS``. An unknown id, a missing or unknown kind fails the
   collection of the test's module with a message naming the id.
-* ``measure(name, value, *, claim=None, **details)`` attaches JSON data to the test's claims (or only to
-  ``claim=``, an id or a list of ids). Everything travels in ``item.user_properties``, which
-  pytest-xdist ships with each report, so the controller sees it.
-* Options: ``--ledger-dir DIR`` writes ``claims.json`` and ``claims.md`` there at the end;
+* ``measure(name, value, *, params=None, interval=None, confidence=None, unit=None, alpha=None, power=None,
+  alternative=None, claim=None, **details)`` attaches one typed record (``verification.records``) to the
+  test's claims (or only to ``claim=``, an id or a list of ids). Everything travels in
+  ``item.user_properties``, which pytest-xdist ships with each report, so the controller sees it.
+* Options: ``--ledger-dir DIR`` writes ``claims.json``, ``claims.md`` and
+  ``site/index.html`` there at the end (the json validated against ``claims.schema.json``);
   ``--claims-strict`` fails the session if a non-reference claim has no evidence that ran or any
   evidence failed; ``--claims-dir DIR`` loads another catalogue (tests of the spine use it).
 * ``make test`` and ``make verify`` pass ``--claims-strict``; a plain ``pytest`` run is never strict.
@@ -23,13 +25,15 @@ Interface (loaded by the root ``conftest.py``)::
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .aggregate import BAD, MAX_MEASUREMENT_CHARS, TestRecord, build_ledger, strict_problems, to_jsonable
+from .aggregate import BAD, MAX_MEASUREMENT_CHARS, TestRecord, build_ledger, strict_problems
 from .catalogue import KINDS, Catalogue, CatalogueError, load_catalogue
+from .records import make_record
 
 SPINE_KEY = pytest.StashKey["Spine"]()
 MARKER_HELP = ("claim(*ids, kind): link this test to catalogue claims (claims/*.toml) as evidence of the "
@@ -84,6 +88,7 @@ class Spine:
         self.ledger: dict | None = None
         self.problems: list[str] = []
         self.strict = False
+        self.site: dict = {}
 
     # -- collection: validate and link -------------------------------------------------------------
     def link(self, item: pytest.Item) -> list[str]:
@@ -171,36 +176,103 @@ class Spine:
         if not (self.strict or ledger_dir):
             return
         self.ledger = build_ledger(self.catalogue, self.records, seconds=time.perf_counter() - self.started,
-                                   collection_errors=self.collection_errors)
+                                   collection_errors=self.collection_errors, environment=run_environment(self.config))
+        from .schema import schema_errors
+
+        invalid = [f"claims.json breaks its schema at {e}" for e in schema_errors(self.ledger)]
         if self.strict:
-            self.problems = strict_problems(self.ledger)
-            if self.problems and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.problems = strict_problems(self.ledger) + invalid
+        elif invalid:
+            self.problems = invalid
+        if self.problems and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.ledger["summary"]["pytest_exit_status"] = int(session.exitstatus)
         if ledger_dir:
-            write_ledger(self.ledger, Path(ledger_dir), self.catalogue, self.config.rootpath)
+            self.site = write_ledger(self.ledger, Path(ledger_dir), self.catalogue, self.config.rootpath)
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.ledger is None:
             return
         s = self.ledger["summary"]
         terminalreporter.section("claims")
-        terminalreporter.write_line(f"{s['total']} claims: {s['verified']} verified, {s['failing']} failing, "
-                                    f"{s['missing']} missing")
+        terminalreporter.write_line(f"{s['total']} claims: {s['verified']} verified, {s['cited']} cited, "
+                                    f"{s['failing']} failing, {s['missing']} missing; false alarms per run "
+                                    f"{s['false_alarm_per_run']:.2g} (budget {s['false_alarm_budget']:.0e})")
         if self.problems:
             terminalreporter.write_line("strict claims check failed:", red=True, bold=True)
             for problem in self.problems:
                 terminalreporter.write_line(f"  {problem}", red=True)
         if self.config.getoption("ledger_dir"):
-            terminalreporter.write_line(f"ledger written to {self.config.getoption('ledger_dir')}/claims.json, claims.md")
+            site = f"site/index.html ({self.site.get('plots', 0)} plots, {self.site.get('seconds', 0):.1f} s)"
+            terminalreporter.write_line(f"ledger written to {self.config.getoption('ledger_dir')}/claims.json, claims.md, {site}")
+            for error in self.site.get("failed", []):
+                terminalreporter.write_line(f"  plot not drawn: {error}", red=True)
 
 
-def write_ledger(ledger: dict, directory: Path, catalogue: Catalogue, root: Path | None = None) -> None:
-    from .markdown import render_markdown  # imported late: only ledger runs need it
+def write_ledger(ledger: dict, directory: Path, catalogue: Catalogue, root: Path | None = None) -> dict:
+    """``claims.json``, ``claims.md`` and the web page ``site/index.html`` (with its plots) in ``directory``;
+    returns what writing the page took (``plots``, ``seconds``, ``failed``)."""
+    from .markdown import render_markdown  # imported late: only ledger runs need them
+    from .site import build_site
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "claims.json").write_text(json.dumps(ledger, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     (directory / "claims.md").write_text(render_markdown(ledger, catalogue, directory, root), encoding="utf-8")
+    started = time.perf_counter()
+    site = build_site(ledger, catalogue, directory / "site", root)
+    return site | {"seconds": time.perf_counter() - started}
+
+
+def run_environment(config: pytest.Config) -> dict:
+    """What a reader needs to reproduce the run: versions, the hypothesis profile and seeds, the commit."""
+    import platform
+    from importlib import metadata
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    profile = derandomize = None
+    try:
+        from hypothesis import settings
+
+        profile = getattr(settings, "_current_profile", None)
+        derandomize = bool(settings.default.derandomize)
+    except ImportError:
+        pass
+    randomly = config.getoption("randomly_seed", None) if config.pluginmanager.has_plugin("randomly") else None
+    seed = {"hypothesis": _seed_option(config), "derandomize": derandomize,
+            "pytest_randomly": randomly if isinstance(randomly, int) else None}
+    return {"generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": _git_commit(config.rootpath),
+            "python": platform.python_version(), "torch": version("torch"), "hypothesis": version("hypothesis"),
+            "profile": profile, "seed": seed, "platform": platform.platform(),
+            "workers": getattr(config.option, "numprocesses", None)}
+
+
+def _seed_option(config: pytest.Config):
+    value = config.getoption("hypothesis_seed", None)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _git_commit(root: Path) -> str | None:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _show_args(mark) -> str:
@@ -222,17 +294,20 @@ def _crash_message(report) -> str | None:
 # -- fixtures ----------------------------------------------------------------------------------------
 @pytest.fixture
 def measure(request):
-    """``measure(name, value, *, claim=None, **details)``: attach a JSON-serialisable measurement.
+    """``measure(name, value, *, params=None, interval=None, confidence=None, unit=None, alpha=None,
+    power=None, alternative=None, claim=None, **details)``: attach one typed measurement record.
 
-    It goes to every claim of the test's ``claim`` markers, or only to ``claim=`` (an id or a list of
-    ids). numpy/torch values are converted; returns ``value`` unchanged so it can be used inline.
+    ``name`` is a plain identifier (``"dot_variance"``); what varies goes in ``params`` (``{"d_k": 4}``).
+    A statistical decision gives ``alpha`` (its false-alarm rate), ``power`` and ``alternative``; the
+    ledger sums the alphas of the run. The record goes to every claim of the test's ``claim`` markers,
+    or only to ``claim=`` (an id or a list of ids). numpy/torch values are converted; returns ``value``
+    unchanged so it can be used inline.
     """
     spine: Spine = request.config.stash[SPINE_KEY]
     item = request.node
 
-    def record(name, value, *, claim=None, **details):
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"measure(): name must be a non-empty string, got {name!r}")
+    def record(name, value, *, params=None, interval=None, confidence=None, unit=None, alpha=None, power=None,
+               alternative=None, claim=None, **details):
         if claim is None:
             targets = claim_ids(item)
             if not targets:
@@ -242,7 +317,11 @@ def measure(request):
             unknown = [c for c in targets if c not in spine.catalogue]
             if unknown:
                 raise ValueError(f"measure({name!r}): unknown claim id(s) {', '.join(map(repr, unknown))}")
-        payload = {"name": name, "value": to_jsonable(value), "details": to_jsonable(details), "claims": targets}
+        caller = sys._getframe(1)
+        payload = make_record(name, value, params=params, interval=interval, confidence=confidence, unit=unit,
+                              alpha=alpha, power=power, alternative=alternative, details=details)
+        payload |= {"claims": targets, "path": _relative(caller.f_code.co_filename, request.config.rootpath),
+                    "lineno": caller.f_lineno}
         size = len(json.dumps(payload))
         if size > MAX_MEASUREMENT_CHARS:
             raise ValueError(f"measure({name!r}): {size} characters of JSON; record a summary instead")
@@ -250,6 +329,13 @@ def measure(request):
         return value
 
     return record
+
+
+def _relative(filename: str, root: Path) -> str:
+    try:
+        return Path(filename).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(filename).name
 
 
 @pytest.fixture
