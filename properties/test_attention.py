@@ -66,6 +66,7 @@ from properties.strategies import attention_cases, attention_layouts, gaussian, 
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
 from transformer import MultiHeadAttention
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
+from transformer.testing import UsageError
 
 TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
@@ -546,5 +547,5 @@ def test_attention_impl_option_loads_a_factory_and_refuses_a_malformed_spec():
     expected, expected_weights = reference_attention(q, k, v, allowed)
     torch.testing.assert_close(out, expected, **TOL)
     torch.testing.assert_close(weights, expected_weights, **TOL)
-    with pytest.raises(pytest.UsageError, match="MODULE:FACTORY"):
+    with pytest.raises(UsageError, match="MODULE:FACTORY"):
         load_user_implementation("properties.examples.naive_attention")
