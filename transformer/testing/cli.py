@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from .implementations import UsageError
 from .runner import all_properties, load_row, matrix, read_xfails, run, select_properties, summary, write_json
 
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
         print("usage: faq-conformance MODULE:FACTORY [MODULE:FACTORY ...] [--json FILE] [--xfails FILE] "
               "[--properties a,b] [--max-examples N]", file=sys.stderr)
         return 2
+    torch.set_num_threads(1)  # the cases are tiny tensors: threads only add synchronisation
     results = run(rows, properties=properties, max_examples=args.max_examples, xfails=xfails)
     print(matrix(rows, results), file=out)
     if args.json:

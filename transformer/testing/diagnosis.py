@@ -76,8 +76,8 @@ def _alternatives(q, k, v, allowed):
                torch.softmax(scores, dim=-2) @ v64, live_rows(None, shape))
         return
     full = allowed.expand(shape)
-    flipped, _ = reference_attention(q, k, v, ~full)
-    yield "mask polarity flipped (True read as blocked)", flipped, live_rows(full, shape) & live_rows(~full, shape)
+    flipped, _ = reference_attention(q, k, v, ~full)  # a row left without keys reads zeros
+    yield "mask polarity flipped (True read as blocked)", flipped, live_rows(full, shape)
     over_queries = torch.softmax(scores.masked_fill(~full, -math.inf), dim=-2).nan_to_num(0.0)
     yield "softmax over the query axis (dim -2) instead of the keys", over_queries @ v64, live_rows(full, shape)
     after = torch.softmax(scores, dim=-1) * full
@@ -107,9 +107,9 @@ def diagnose_output(impl: Implementation, q, k, v, allowed) -> str:
     if c is not None:
         return (f"scores scaled by {name_scale(c, d, H)}, expected 1/sqrt(d) (fitted c = {c:.4g} in "
                 f"softmax(c Q K^T) V; 1/sqrt(d) = {1 / math.sqrt(d):.4g} at d = {d})")
-    for words, candidate, where in _alternatives(q, k, v, allowed):
-        if _matches(out, candidate, where):
-            return words
+    explained = [words for words, candidate, where in _alternatives(q, k, v, allowed) if _matches(out, candidate, where)]
+    if explained:  # on some inputs two mistakes give the same output: name every one that fits
+        return " or ".join(explained)
     diff = (out.double() - expected).abs().masked_fill(~rows[..., None], 0)
     b, h, i, _ = (int(x) for x in (diff == diff.max()).nonzero()[0])
     return (f"no simple explanation (scale, mask polarity, softmax axis, mask after softmax, mask ignored): "

@@ -30,7 +30,25 @@ PADDED_WITH_EMPTY_EXAMPLE = dict(layout=(3, 2, 2, 4, 2), seed=0,
 
 
 class PropertyFailure(AssertionError):
-    """An implementation breaks a property; the message says how, in words."""
+    """An implementation breaks a property; the message says how, in words.
+
+    ``because`` (a callable returning the probable cause) runs only when the message is read, so
+    that the search and its shrinking do not pay for a diagnosis at every failing example.
+    """
+
+    def __init__(self, message: str, because: Callable[[], str] | None = None):
+        super().__init__(message)
+        self.message, self.because, self._text = message, because, None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = self.message
+            if self.because is not None:
+                try:
+                    self._text += f"; probably: {self.because()}"
+                except Exception as exc:  # noqa: BLE001 - a diagnosis must never hide the failure
+                    self._text += f" (no diagnosis: {type(exc).__name__}: {exc})"
+        return self._text
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,8 @@ def _with_dtype(strategy, dtypes):
     return st.builds(lambda c, dtype: {**c, "dtype": str(dtype).removeprefix("torch.")}, strategy, st.sampled_from(dtypes))
 
 
-def fail(message: str):
-    raise PropertyFailure(message)
+def fail(message: str, because: Callable[[], str] | None = None):
+    raise PropertyFailure(message, because)
 
 
 def _assert_close(actual, expected, what: str, tol=FLOAT64, because: Callable[[], str] | None = None):
@@ -79,7 +97,7 @@ def _assert_close(actual, expected, what: str, tol=FLOAT64, because: Callable[[]
     if not torch.allclose(actual.double(), expected.double(), rtol=tol.rtol, atol=tol.atol, equal_nan=False):
         err = float((actual.double() - expected.double()).abs().nan_to_num(math.inf).max())
         words = f"{what} (largest difference {err:.3g})"
-        fail(f"{words}; probably: {because()}" if because else words)
+        fail(words, because)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -93,7 +111,7 @@ def check_definition(impl: Implementation, case: dict) -> None:
     out, weights = impl(q, k, v, allowed)
     expected, expected_weights = reference_attention(q, k, v, allowed)
     live = live_rows(allowed, expected_weights.shape)
-    because = lambda row=None: diagnosis.diagnose_output(impl, q, k, v, allowed)  # noqa: E731
+    because = lambda: diagnosis.diagnose_output(impl, q, k, v, allowed)  # noqa: E731
     _assert_close(out[live], expected[live], "output differs from softmax(Q K^T / sqrt(d)) V", because=because)
     if weights is not None:
         _assert_close(weights[live], expected_weights[live], "returned weights differ from softmax(Q K^T / sqrt(d))")
@@ -105,18 +123,18 @@ def check_convex_combination(impl: Implementation, case: dict) -> None:
     q, k, v = qkv(layout, case["seed"])
     allowed = mask_of(case)
     out, returned = impl(q, k, v, allowed)
-    because = lambda row=None: diagnosis.diagnose_output(impl, q, k, v, allowed)  # noqa: E731
+    because = lambda: diagnosis.diagnose_output(impl, q, k, v, allowed)  # noqa: E731
     for source, weights in [("read from the outputs", attention_weights(impl, q, k, allowed))] + \
             [("returned", returned)] * (returned is not None):
         if (weights < 0).any():
-            fail(f"negative weight {weights.min().item():.3g} ({source}); probably: {because()}")
+            fail(f"negative weight {weights.min().item():.3g} ({source})", because)
         _assert_close(weights.sum(-1), torch.ones(B, H, n_q), f"weights ({source}) do not sum to 1", because=because)
     visible = allowed.expand(B, H, n_q, n_k)[..., None]  # (B, H, S_q, S_k, 1)
     low = torch.where(visible, v[:, :, None], math.inf).amin(-2)  # (B, H, S_q, d)
     high = torch.where(visible, v[:, :, None], -math.inf).amax(-2)
     slack = FLOAT64.atol + FLOAT64.rtol * v.abs().max()
     if not ((out >= low - slack).all() and (out <= high + slack).all()):
-        fail(f"an output leaves the bounds of its visible value rows; probably: {because()}")
+        fail("an output leaves the bounds of its visible value rows", because)
 
 
 def check_padding_zero_weight(impl: Implementation, case: dict) -> None:
@@ -130,8 +148,8 @@ def check_padding_zero_weight(impl: Implementation, case: dict) -> None:
             [("returned", returned)] * (returned is not None):
         leaked = weights[blocked]
         if not (leaked == EXACT_ZERO).all():
-            fail(f"masked keys got weights up to {leaked.abs().max().item():.3g} ({source}); probably: "
-                 f"{diagnosis.diagnose_output(impl, q, k, v, allowed)}")
+            fail(f"masked keys got weights up to {leaked.abs().max().item():.3g} ({source})",
+                 lambda: diagnosis.diagnose_output(impl, q, k, v, allowed))
 
 
 def check_padding_invariance(impl: Implementation, case: dict) -> None:
@@ -150,7 +168,7 @@ def check_padding_invariance(impl: Implementation, case: dict) -> None:
     out2, _ = impl(q, k2, v2, allowed2)
     live = live_rows(allowed, (B, H, n_q, n_k))
     _assert_close(out2[live], out[live], "outputs change when padded keys/values change or padding is added",
-                  because=lambda row=None: diagnosis.diagnose_output(impl, q, k, v, allowed))
+                  because=lambda: diagnosis.diagnose_output(impl, q, k2, v2, allowed2))
 
 
 def check_fully_masked_row(impl: Implementation, case: dict) -> None:
@@ -160,14 +178,14 @@ def check_fully_masked_row(impl: Implementation, case: dict) -> None:
     allowed = mask_of(case)
     q, k, v = (t.requires_grad_() for t in qkv(layout, case["seed"], dtype))
     dead = ~live_rows(allowed, (*layout[:3], layout[3]))
-    because = lambda row=None: diagnosis.diagnose_fully_masked(impl, *(t.detach() for t in (q, k, v)), allowed)  # noqa: E731
+    because = lambda: diagnosis.diagnose_fully_masked(impl, *(t.detach() for t in (q, k, v)), allowed)  # noqa: E731
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "anomaly detection has been enabled"
             with torch.autograd.detect_anomaly(check_nan=True):
                 out, _ = impl(q, k, v, allowed)
                 if not out.isfinite().all():
-                    fail(f"{case['dtype']}: non-finite outputs for a query that sees no key; probably: {because()}")
+                    fail(f"{case['dtype']}: non-finite outputs for a query that sees no key", because)
                 out.float().square().sum().backward()
     except PropertyFailure:
         raise
@@ -177,7 +195,7 @@ def check_fully_masked_row(impl: Implementation, case: dict) -> None:
             fail(f"{case['dtype']}: NaN in the backward pass for a query that sees no key ({first}): a -inf fill "
                  f"gives NaN gradients through the empty row even when the forward output is repaired afterwards "
                  f"(nan_to_num, masked_fill); zero such rows' scores or weights before the softmax's backward sees them")
-        fail(f"{case['dtype']}: {type(exc).__name__} for a query that sees no key ({first}); probably: {because()}")
+        fail(f"{case['dtype']}: {type(exc).__name__} for a query that sees no key ({first})", because)
     for name, t in zip("qkv", (q, k, v)):
         if t.grad is None or not t.grad.isfinite().all():
             fail(f"{case['dtype']}: non-finite gradient with respect to {name}")
@@ -192,7 +210,7 @@ def check_fully_masked_row(impl: Implementation, case: dict) -> None:
         other_k, other_v = gaussian(k.shape, case["seed"] + 5, dtype), gaussian(v.shape, case["seed"] + 6, dtype)
         moved, _ = impl(q.detach(), other_k, other_v, allowed)
     if not torch.equal(moved[dead], out[dead]):
-        fail(f"{case['dtype']}: a query that sees no key reads the keys/values; probably: {because()}")
+        fail(f"{case['dtype']}: a query that sees no key reads the keys/values", because)
 
 
 def check_low_precision_fill(impl: Implementation, case: dict) -> None:
@@ -231,7 +249,7 @@ def check_causal_future_invariance(impl: Implementation, case: dict) -> None:
     k2[:, :, t + 1:], v2[:, :, t + 1:] = (gaussian(k2[:, :, t + 1:].shape, seed + i, scale=10.0) for i in (3, 4))
     out2, _ = impl(q, k2, v2, allowed)
     _assert_close(out2[:, :, : t + 1], out[:, :, : t + 1], f"outputs up to position {t} depend on later keys/values",
-                  because=lambda row=None: diagnosis.diagnose_output(impl, q, k, v, allowed))
+                  because=lambda: diagnosis.diagnose_output(impl, q, k, v, allowed))
     v3 = v.clone()
     v3[:, :, t] += 1.0
     out3, _ = impl(q, k, v3, allowed)
@@ -261,16 +279,16 @@ def check_no_nan(impl: Implementation, case: dict) -> None:
     try:
         out, weights = impl(q, k, v, allowed)
     except RuntimeError as exc:
-        fail(f"{case['dtype']}: {type(exc).__name__} ({str(exc).strip().splitlines()[0][:120]}); probably: "
-             f"{diagnosis.diagnose_fully_masked(impl, q, k, v, allowed)}")
+        fail(f"{case['dtype']}: {type(exc).__name__} ({str(exc).strip().splitlines()[0][:120]})",
+             lambda: diagnosis.diagnose_fully_masked(impl, q, k, v, allowed))
     if not out.isfinite().all():
         bad = ~out.isfinite().all(-1)  # (B, H, S_q)
         dead = ~live_rows(allowed, (*layout[:3], layout[3]))
         if (bad & ~dead).any():
             fail(f"{case['dtype']}: non-finite outputs for queries that see keys (huge scores: a softmax without "
                  f"the max subtraction?)")
-        fail(f"{case['dtype']}: non-finite outputs for a query that sees no key; probably: "
-             f"{diagnosis.diagnose_fully_masked(impl, q, k, v, allowed)}")
+        fail(f"{case['dtype']}: non-finite outputs for a query that sees no key",
+             lambda: diagnosis.diagnose_fully_masked(impl, q, k, v, allowed))
     if weights is not None and not weights.isfinite().all():
         fail(f"{case['dtype']}: non-finite returned weights")
 

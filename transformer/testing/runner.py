@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hypothesis import HealthCheck, Verbosity, example, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 
 from .implementations import BUILTIN, Implementation, UsageError, as_implementation, load_factory
 from .properties import PROPERTIES, PropertyFailure
@@ -80,8 +80,9 @@ def reproduction(row, prop: str, case: dict) -> str:
     return f'from transformer.testing import replay; replay("{row.spec}", "{prop}", {args})'
 
 
-def search(row, prop: str, *, max_examples: int) -> tuple[str | None, dict | None]:
-    """Run one property on one row: (None, None) if it holds, else (message, shrunk case)."""
+def search(row, prop: str, *, max_examples: int, shrink: bool = True) -> tuple[str | None, dict | None]:
+    """Run one property on one row: (None, None) if it holds, else (message, the shrunk case, or
+    the first failing one without ``shrink``)."""
     spec = all_properties()[prop]
     reason = spec.applies(row) if hasattr(spec, "applies") else None
     if reason:
@@ -95,7 +96,9 @@ def search(row, prop: str, *, max_examples: int) -> tuple[str | None, dict | Non
     test = given(case=spec.cases(row))(body)
     for case in reversed(spec.examples):
         test = example(case=case)(test)
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + [Phase.shrink] * shrink
     test = settings(max_examples=max_examples, derandomize=True, database=None, deadline=None, print_blob=False,
+                    phases=phases,
                     suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
                     report_multiple_bugs=False)(test)
     try:
@@ -107,9 +110,9 @@ def search(row, prop: str, *, max_examples: int) -> tuple[str | None, dict | Non
     return None, None
 
 
-def run_one(row, prop: str, *, max_examples: int, expected: str | None = None) -> Result:
+def run_one(row, prop: str, *, max_examples: int, expected: str | None = None, shrink: bool = True) -> Result:
     try:
-        message, case = search(row, prop, max_examples=max_examples)
+        message, case = search(row, prop, max_examples=max_examples, shrink=shrink)
     except NotApplicable as exc:
         return Result(row.name, prop, "not-applicable", str(exc))
     repro = reproduction(row, prop, case) if case is not None else ""
@@ -158,14 +161,14 @@ def select_properties(text: str | None) -> list[str] | None:
     return names
 
 
-def run(rows, *, properties=None, max_examples: int = 20, xfails=None, progress=None) -> list[Result]:
+def run(rows, *, properties=None, max_examples: int = 20, xfails=None, progress=None, shrink: bool = True) -> list[Result]:
     expected = {**KNOWN_FAILURES, **(xfails or {})}
     results = []
     for row in rows:
         for prop in properties_for(row):
             if properties is not None and prop not in properties:
                 continue
-            result = run_one(row, prop, max_examples=max_examples, expected=expected.get((row.name, prop)))
+            result = run_one(row, prop, max_examples=max_examples, expected=expected.get((row.name, prop)), shrink=shrink)
             results.append(result)
             if progress:
                 progress(result)

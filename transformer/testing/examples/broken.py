@@ -112,9 +112,34 @@ def causal_off_by_one():
     return attend
 
 
-def padding_leak():
-    """A fill too small to beat large scores (-1e4 in place of -inf)."""
-    return _textbook(fill=-1e4)
+def mask_ignored():
+    """The mask is accepted and never applied."""
+    textbook = _textbook()
+    return lambda q, k, v, allowed: textbook(q, k, v, None)
+
+
+def causal_hides_present():
+    """A causal mask built with j < i: a query does not see its own position."""
+    textbook = _textbook()
+
+    def attend(q, k, v, allowed):
+        if allowed is not None and torch.equal(allowed, torch.ones_like(allowed).tril()):
+            allowed = torch.ones_like(allowed).tril(-1)
+        return textbook(q, k, v, allowed)
+
+    return attend
+
+
+def no_max_subtraction():
+    """exp(s) / sum exp(s) without subtracting the row maximum: overflows for large scores."""
+    def attend(q, k, v, allowed):
+        s = _scores(q, k, 1 / math.sqrt(q.shape[-1]))
+        e = s.exp() if allowed is None else s.exp().masked_fill(~allowed, 0.0)
+        total = e.sum(-1, keepdim=True)
+        w = torch.where(total > 0, e / total, 0.0)
+        return w @ v, w
+
+    return attend
 
 
 def not_a_callable():
