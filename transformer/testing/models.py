@@ -224,7 +224,9 @@ def _not_tied(adapter):
     return None if getattr(adapter, "tied", False) else "the model does not tie its embeddings"
 
 
-def _permutation_cases(adapter):
+def _permutation_cases(row):
+    adapter = row.adapter
+
     @st.composite
     def cases(draw):
         case = draw(padded_ids(adapter.vocab_size, min_len=2))

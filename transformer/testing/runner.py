@@ -55,16 +55,21 @@ def properties_for(row) -> list[str]:
 
 def load_row(spec: str):
     """A factory spec -> an attention ``Implementation`` or a ``ModelRow``."""
-    from .models import ModelRow, is_model_adapter
-
-    obj = load_factory(spec)
-    if is_model_adapter(obj):
-        return ModelRow(getattr(obj, "conformance_name", spec), obj, spec)
-    return as_implementation(obj, spec)
+    return row_from(load_factory(spec), spec)
 
 
-def builtin_rows() -> list:
-    return list(BUILTIN)
+def ModelRowFrom(adapter, spec: str):  # noqa: N802 - reads like the constructor it is
+    """A model adapter already built -> its ``ModelRow`` (named by its ``conformance_name``)."""
+    from .models import ModelRow
+
+    return ModelRow(getattr(adapter, "conformance_name", spec), adapter, spec)
+
+
+def row_from(obj, spec: str):
+    """What a factory returned -> an attention ``Implementation`` or a ``ModelRow``."""
+    from .models import is_model_adapter
+
+    return ModelRowFrom(obj, spec) if is_model_adapter(obj) else as_implementation(obj, spec)
 
 
 def _first_line(exc: BaseException) -> str:
