@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 
 from .implementations import BUILTIN, Implementation, UsageError, as_implementation, load_factory
 from .properties import PROPERTIES, PropertyFailure
+from .thirdparty import KNOWN_FAILURES as THIRD_PARTY_KNOWN_FAILURES
 
 OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "not-applicable")
 BAD = ("failed", "xpassed")
@@ -25,6 +26,7 @@ _TORCH_41508 = ("pytorch #41508: nn.MultiheadAttention with need_weights=True re
 KNOWN_FAILURES = {
     ("torch-mha-weights", "fully-masked-row"): _TORCH_41508,
     ("torch-mha-weights", "no-nan"): _TORCH_41508,
+    **THIRD_PARTY_KNOWN_FAILURES,
 }
 
 

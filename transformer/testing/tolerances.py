@@ -31,5 +31,8 @@ BY_DTYPE = {
 #: A diagnosis accepts an alternative formula when it reproduces the output this closely (float64):
 #: far looser than round-off, far tighter than any difference between the alternatives.
 EXPLAINS = 1e-7
+#: A float64 result off by more than round-off but at most this (relative) was computed in float32
+#: somewhere (float32's epsilon is 1.2e-7; a softmax and a product accumulate a few of them).
+FLOAT32_LEVEL = 1e-5
 #: An output change smaller than this does not count as "the present is visible".
 VISIBLE = 1e-9
