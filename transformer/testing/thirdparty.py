@@ -137,8 +137,8 @@ class TransformersGPT2(_HFAdapter):
         from transformers import GPT2Config, GPT2LMHeadModel
 
         torch.manual_seed(0)
-        config = GPT2Config(vocab_size=VOCAB, n_embd=8, n_layer=2, n_head=2, n_positions=32, resid_pdrop=0.0, bos_token_id=0, eos_token_id=0,
-                            embd_pdrop=0.0, attn_pdrop=0.0)
+        config = GPT2Config(vocab_size=VOCAB, n_embd=8, n_layer=2, n_head=2, n_positions=32, resid_pdrop=0.0,
+                            embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
         self._prepare(GPT2LMHeadModel(config))
         self.conformance_name = "transformers-gpt2"
         self.description = "transformers GPT2LMHeadModel, random weights"
