@@ -17,3 +17,20 @@ from transformer.testing.implementations import (  # noqa: F401
 )
 from transformer.testing.properties import PROPERTIES  # noqa: F401
 from transformer.testing.runner import KNOWN_FAILURES  # noqa: F401
+
+
+def attention_property(name: str):
+    """Decorate a test ``(attention_impl, case)`` as the conformance property ``name``: it runs against
+    every implementation on the property's own cases (and explicit hard cases), through hypothesis."""
+    import pytest
+    from hypothesis import example, given
+
+    prop = PROPERTIES[name]
+
+    def decorate(test):
+        wrapped = given(case=prop.cases())(test)
+        for case in prop.examples:
+            wrapped = example(case=case)(wrapped)
+        return pytest.mark.attention_property(name)(wrapped)
+
+    return decorate

@@ -50,7 +50,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
@@ -61,15 +61,14 @@ from proofs.closed_forms import (
     scaled_score_variance_torch_default,
     softmax_off_max_bound,
 )
-from properties.conformance import attention_weights, load_user_implementation, reference_attention
-from properties.strategies import attention_cases, attention_layouts, gaussian, live_rows, seeds
+from properties.conformance import PROPERTIES, attention_property, load_user_implementation, reference_attention
+from properties.strategies import attention_cases, attention_layouts, gaussian, seeds
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
 from transformer import MultiHeadAttention
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 from transformer.testing import UsageError
 
 TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)
-DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 # (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
 PADDED_WITH_EMPTY_EXAMPLE = ((3, 2, 2, 4, 2), torch.tensor([4, 0, 2])[:, None, None, None] > torch.arange(4))
 
@@ -139,55 +138,27 @@ def empirical_bernstein(x: torch.Tensor, alpha: float) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------------
 
 @pytest.mark.claim("attn.definition", kind="exact")
-@pytest.mark.attention_property("definition")
-@given(case=attention_cases(optional_mask=True), seed=seeds)
-def test_attention_is_the_softmax_of_scaled_scores_applied_to_values(attention_impl, case, seed):
+@attention_property("definition")
+def test_attention_is_the_softmax_of_scaled_scores_applied_to_values(attention_impl, case):
     """attn.definition: out = softmax(q k^T / sqrt(d) restricted to allowed keys) v, row by row, for
     padding, causal and per-head masks (and none), against a log-sum-exp formula written apart."""
-    layout, allowed = case
-    q, k, v = qkv(layout, seed)
-    out, weights = attention_impl(q, k, v, allowed)
-    expected, expected_weights = reference_attention(q, k, v, allowed)
-    live = live_rows(allowed, expected_weights.shape)
-    torch.testing.assert_close(out[live], expected[live], **TOL)
-    if weights is not None:
-        torch.testing.assert_close(weights[live], expected_weights[live], **TOL)
+    PROPERTIES["definition"].check(attention_impl, case)
 
 
 @pytest.mark.claim("attn.convex-combination", kind="exact")
-@pytest.mark.attention_property("convex-combination")
-@given(case=attention_cases(), seed=seeds)
-def test_each_output_row_is_a_convex_combination_of_value_rows(attention_impl, case, seed):
+@attention_property("convex-combination")
+def test_each_output_row_is_a_convex_combination_of_value_rows(attention_impl, case):
     """attn.convex-combination: weights are >= 0 and sum to 1 over the allowed keys, so every output
     coordinate lies between the smallest and largest value of that coordinate among the allowed keys."""
-    layout, allowed = case
-    B, H, n_q, n_k, d = layout
-    q, k, v = qkv(layout, seed)
-    out, returned = attention_impl(q, k, v, allowed)
-    for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
-        assert (weights >= 0).all(), f"negative weight {weights.min().item()}"
-        torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, n_q, dtype=weights.dtype), **TOL)
-    visible = allowed.expand(B, H, n_q, n_k)[..., None]  # (B, H, S_q, S_k, 1)
-    low = torch.where(visible, v[:, :, None], math.inf).amin(-2)  # (B, H, S_q, d)
-    high = torch.where(visible, v[:, :, None], -math.inf).amax(-2)
-    slack = FLOAT64.atol + FLOAT64.rtol * v.abs().max()
-    assert (out >= low - slack).all() and (out <= high + slack).all(), "an output leaves its value rows' bounds"
+    PROPERTIES["convex-combination"].check(attention_impl, case)
 
 
 @pytest.mark.claim("mask.fully-masked-row", "mask.low-precision-fill", kind="exact")
-@pytest.mark.attention_property("no-nan")
-@given(case=attention_cases(fully_masked_row=True), dtype=st.sampled_from(DTYPES), seed=seeds)
-@example(case=PADDED_WITH_EMPTY_EXAMPLE, dtype=torch.float32, seed=0)  # fails at once where it fails
-def test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows(attention_impl, case, dtype, seed):
+@attention_property("no-nan")
+def test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows(attention_impl, case):
     """No NaN or inf, in any dtype, with scores far beyond exp's range (|score| ~ 1e3 in half
     precision, ~1e4 in float32, ~1e6 in float64) and a query row whose keys are all masked."""
-    layout, allowed = case
-    scale = {torch.float64: 1000.0, torch.float32: 100.0}.get(dtype, 30.0)
-    q, k, v = qkv(layout, seed, dtype, scale)
-    out, weights = attention_impl(q, k, v, allowed)
-    assert out.isfinite().all(), f"non-finite outputs at {(~out.isfinite()).nonzero()[:4].tolist()}"
-    if weights is not None:
-        assert weights.isfinite().all(), f"non-finite weights at {(~weights.isfinite()).nonzero()[:4].tolist()}"
+    PROPERTIES["no-nan"].check(attention_impl, case)
 
 
 # ------------------------------------------------------------------------------------------------
