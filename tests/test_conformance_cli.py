@@ -80,3 +80,25 @@ def test_a_bad_expected_failures_file_is_a_usage_error(tmp_path, capsys, line, w
     assert main([NAIVE, *FAST, "--xfails", str(xfails)]) == 2
     assert words in capsys.readouterr().err
     assert main([NAIVE, *FAST, "--xfails", str(tmp_path / "missing.txt")]) == 2
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_same_run_through_pytest_pyargs_with_the_plugin(pytester):
+    """pytest --pyargs transformer.testing.suite: one test per (implementation, property), the
+    diagnosis as the failure message, the user's expected failures strict, the same JSON report."""
+    pytester.makefile(".txt", xfails=f"{NO_SCALE} padding-zero-weight it passes, so this is an XPASS\n")
+    result = pytester.runpytest_inprocess(
+        "-p", "transformer.testing.plugin", "--pyargs", "transformer.testing.suite", "--attention-impl", NO_SCALE,
+        "--attention-impl", NAIVE, "--conformance-properties", "definition,padding-zero-weight",
+        "--conformance-max-examples", "3", "--conformance-json", "out.json", "--conformance-xfails", "xfails.txt")
+    result.assert_outcomes(passed=2, failed=2)  # no-scale definition; its padding-zero-weight XPASS(strict)
+    assert "scores scaled by 1, expected 1/sqrt(d)" in result.stdout.str()
+    report = json.loads((pytester.path / "out.json").read_text())
+    outcomes = {(r["implementation"], r["property"]): r["outcome"] for r in report["results"]}
+    assert outcomes == {(NO_SCALE, "definition"): "failed", (NO_SCALE, "padding-zero-weight"): "xpassed",
+                        (NAIVE, "definition"): "passed", (NAIVE, "padding-zero-weight"): "passed"}
+    bad = pytester.runpytest_inprocess("-p", "transformer.testing.plugin", "--pyargs", "transformer.testing.suite",
+                                       "--attention-impl", "nowhere:make")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "cannot import 'nowhere'" in bad.stderr.str()

@@ -66,4 +66,5 @@ def test_pip_install_then_faq_conformance_and_pytest_pyargs_from_an_empty_folder
                   cwd=empty)
     assert pyargs.returncode == 1 and "scores scaled by 1" in pyargs.stdout, pyargs.stdout + pyargs.stderr
     assert json.loads((empty / "py.json").read_text())["results"][0]["outcome"] == "failed"
-    assert sorted(p.name for p in empty.iterdir()) == ["mymodule.py", "out.json", "py.json"]  # no ledger, no cache
+    # its own reports only: no ledger (reports/claims.json); hypothesis's pytest plugin may leave its .hypothesis folder
+    assert {p.name for p in empty.iterdir()} - {".hypothesis"} == {"mymodule.py", "out.json", "py.json"}

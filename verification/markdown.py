@@ -252,8 +252,9 @@ def render_conformance(rows: list[dict]) -> list[str]:
     reasons (upstream issues) listed below the tables."""
     try:
         from transformer.testing.runner import KNOWN_FAILURES
+        from transformer.testing.thirdparty import CONVENTIONS
     except ImportError:  # the ledger renders without the package's testing extras
-        KNOWN_FAILURES = {}
+        KNOWN_FAILURES, CONVENTIONS = {}, {}
     out = ["", "## Conformance", "", "Each cell is the outcome of the tests that check the property on the implementation "
            "(n/a: the property does not apply, e.g. a model without a cache). Rows of `faq-conformance`'s "
            "`transformer.testing` properties; third-party rows are small random-initialised configs.", ""]
@@ -284,5 +285,9 @@ def render_conformance(rows: list[dict]) -> list[str]:
     if notes:
         out += ["Expected failures (strict: a fix upstream turns the cell into an error):", ""]
         out += [f"{n}. {reason}" for reason, n in notes.items()]
+    declared = {name: words for name, words in CONVENTIONS.items() if any(i == name for _, i in cells)}
+    if declared:
+        out += ["", "Declared conventions (not bugs; the cell checks the declared behaviour):", ""]
+        out += [f"- `{name}`: {words}." for name, words in declared.items()]
     return out
 

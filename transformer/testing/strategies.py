@@ -98,26 +98,3 @@ def live_rows(allowed: torch.Tensor | None, shape) -> torch.Tensor:
     if allowed is None:
         return torch.ones(shape[:-1], dtype=torch.bool)
     return allowed.expand(shape).any(-1)
-
-
-@st.composite
-def token_batches(draw, *, vocab_size: int, max_batch: int = 3, max_len: int = 6, min_len: int = 1,
-                  allow_empty: bool = False):
-    """(ids (B, S) long, key_allowed (B, S) bool, seed): random ids, per-example lengths, the rest padding."""
-    batch = draw(st.integers(1, max_batch))
-    length = draw(st.integers(min_len, max_len))
-    lengths = draw(lengths_with_padding(batch=batch, max_len=length, allow_empty=allow_empty))
-    seed = draw(seeds)
-    ids = torch.randint(0, vocab_size, (batch, length), generator=torch.Generator().manual_seed(seed))
-    return ids, torch.arange(length)[None, :] < lengths[:, None], seed
-
-
-@st.composite
-def chunkings(draw, *, total: int):
-    """Chunk sizes (each >= 1) that add up to ``total``: how a sequence is fed to a key/value cache."""
-    sizes, left = [], total
-    while left:
-        size = draw(st.integers(1, left))
-        sizes.append(size)
-        left -= size
-    return sizes

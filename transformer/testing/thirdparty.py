@@ -22,6 +22,12 @@ _HF_17306 = ("huggingface/transformers #17306 (discussion): the eager mask adds 
 _X_FLOAT32 = ("x-transformers computes the attention softmax in float32 whatever the input dtype (attend.py: "
               "softmax with dtype=torch.float32, a precaution for float16), so float64 inputs get float32-accurate "
               "weights; no upstream issue found")
+#: Rows that declare a convention, and why it is one (their fully-masked-row cell checks the declared behaviour).
+CONVENTIONS = {
+    "transformers-bert-eager-attention": ("a query that sees no key averages every value: transformers fills masked "
+                                          "scores with finfo(dtype).min (masking_utils.eager_mask) on purpose, so "
+                                          "that such rows stay finite"),
+}
 #: (row, property) -> why it fails upstream. Strict: a fix upstream turns the expected failure into an error.
 KNOWN_FAILURES = {
     ("transformers-bert-eager-attention", "no-nan"): _HF_17306,
