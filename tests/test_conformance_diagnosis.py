@@ -59,3 +59,9 @@ def test_a_declared_convention_is_not_a_bug_and_the_declaration_is_checked():
     claims_uniform.conventions = {"fully-masked-row": "uniform"}
     result = run_one(as_implementation(claims_uniform, "x:claims_uniform"), "fully-masked-row", max_examples=10)
     assert result.outcome == "failed" and "declared convention 'uniform'" in result.diagnosis
+
+
+def test_every_attention_property_is_shown_to_fail_on_some_broken_attention():
+    from transformer.testing import PROPERTIES
+
+    assert {prop for _, prop, _ in CASES} == set(PROPERTIES)

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from .implementations import BUILTIN, UsageError
-from .properties import PROPERTIES
-from .runner import KNOWN_FAILURES, all_properties, load_row, read_xfails, report, select_properties
-
+# Registered through the pytest11 entry point, this module loads in every pytest session of the
+# environment: it imports torch and hypothesis only when a session asks for conformance.
 ROWS_KEY = pytest.StashKey[list]()
 RESULTS_KEY = pytest.StashKey[list]()
 
@@ -38,6 +36,21 @@ def pytest_configure(config):
                                        "implementation (fixture attention_impl); see transformer.testing")
     config.addinivalue_line("markers", "conformance(implementation, property): this test's outcome is one cell of "
                                        "an implementation x property conformance table")
+    config.stash[RESULTS_KEY] = []
+    config.stash[ROWS_KEY] = None  # loaded on first use (_state)
+
+
+def _state(config):
+    """[user rows, expected failures, selected properties], loaded once."""
+    if config.stash[ROWS_KEY] is None:
+        config.stash[ROWS_KEY] = _load(config)
+    return config.stash[ROWS_KEY]
+
+
+def _load(config):
+    from .implementations import BUILTIN, UsageError
+    from .runner import KNOWN_FAILURES, all_properties, load_row, read_xfails, select_properties
+
     try:
         rows = [load_row(spec) for spec in config.getoption("attention_impl")]
         xfails = read_xfails(config.getoption("conformance_xfails"), [*BUILTIN, *rows], all_properties()) \
@@ -45,16 +58,22 @@ def pytest_configure(config):
         selected = select_properties(config.getoption("conformance_properties"))
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[ROWS_KEY] = [rows, {**KNOWN_FAILURES, **xfails}, selected]
-    config.stash[RESULTS_KEY] = []
+    return [rows, {**KNOWN_FAILURES, **xfails}, selected]
+
+
+def pytest_collection(session):
+    # a bad --attention-impl or --conformance-xfails is a usage error at once, not at the first test
+    config = session.config
+    if any(config.getoption(o) for o in ("attention_impl", "conformance_xfails", "conformance_properties")):
+        _state(config)
 
 
 def user_rows(config) -> list:
-    return config.stash[ROWS_KEY][0]
+    return _state(config)[0]
 
 
 def expected_failures(config) -> dict:
-    return config.stash[ROWS_KEY][1]
+    return _state(config)[1]
 
 
 def pytest_generate_tests(metafunc):
@@ -65,6 +84,9 @@ def pytest_generate_tests(metafunc):
 
 
 def _parametrize_attention_impl(metafunc):
+    from .implementations import BUILTIN
+    from .properties import PROPERTIES
+
     marker = metafunc.definition.get_closest_marker("attention_property")
     if marker is None or not marker.args or marker.args[0] not in PROPERTIES:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: an attention_impl test needs "
@@ -82,9 +104,10 @@ def _parametrize_attention_impl(metafunc):
 
 
 def _parametrize_cells(metafunc):
+    from .implementations import BUILTIN
     from .runner import properties_for
 
-    rows, expected, selected = metafunc.config.stash[ROWS_KEY]
+    rows, expected, selected = _state(metafunc.config)
     rows = rows or list(BUILTIN)
     params = []
     for row in rows:
@@ -105,11 +128,14 @@ def pytest_sessionfinish(session):
     path = session.config.getoption("conformance_json", None)
     if not path or hasattr(session.config, "workerinput"):
         return
-    results = session.config.stash.get(RESULTS_KEY, [])
-    rows = {r.implementation for r in results}
-    known = [*BUILTIN, *user_rows(session.config)]
     import json
     from pathlib import Path
 
+    from .implementations import BUILTIN
+    from .runner import report
+
+    results = session.config.stash.get(RESULTS_KEY, [])
+    rows = {r.implementation for r in results}
+    known = [*BUILTIN, *user_rows(session.config)]
     Path(path).write_text(json.dumps(report([r for r in known if r.name in rows], results), indent=1) + "\n",
                           encoding="utf-8")
