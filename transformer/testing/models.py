@@ -74,7 +74,7 @@ def _call(adapter, method: str, *args, **kwargs):
         raise NotApplicable(f"{method}: {exc or 'not implemented'}") from None
 
 
-def _close(actual, expected, what: str):
+def _close(actual, expected, what: str, guess: str = ""):
     if actual.shape != expected.shape:
         fail(f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
     if not torch.allclose(actual.double(), expected.double(), rtol=FLOAT64_DEEP.rtol, atol=FLOAT64_DEEP.atol):
@@ -83,6 +83,8 @@ def _close(actual, expected, what: str):
         if err <= FLOAT32_LEVEL * (1 + float(expected.double().abs().max())):
             words += (": only at about float32 precision, in a float64 model, so part of the computation (typically "
                       "the softmax) runs in float32 and the two routes round differently")
+        elif guess:
+            words += f"; probably: {guess}"
         fail(words)
 
 
@@ -198,7 +200,8 @@ def check_permutation_equivariance(row, case):
         moved = _call(adapter, "encode", ids.gather(1, perm), allowed.gather(1, perm))
     expected = states.gather(1, perm[..., None].expand_as(states))
     real = allowed.gather(1, perm)[..., None].expand_as(moved)
-    _close(moved[real], expected[real], "permuting the tokens does not permute the states (positions leak in?)")
+    _close(moved[real], expected[real], "permuting the tokens does not permute the states",
+           "position information reaches the states although the adapter says there is none")
 
 
 def check_tied_embeddings(row, case):
