@@ -63,3 +63,19 @@ def test_a_third_party_implementation_satisfies_the_property(factory, prop):
     if result.outcome == "not-applicable":
         pytest.skip(result.diagnosis)
     assert result.outcome == "passed", f"{result.diagnosis}\n{result.reproduction}"
+
+
+def test_transformers_eager_convention_is_recognised_and_must_be_declared():
+    """Undeclared, transformers' eager attention fails fully-masked-row, and the diagnosis says why in
+    words (it averages the masked values, a finite-fill convention) and how to declare it; the
+    declared row passes the same property (its cell in the table)."""
+    if importlib.util.find_spec("transformers") is None:
+        pytest.skip("transformers is not installed")
+    from transformer.testing.implementations import as_implementation
+
+    declared = thirdparty.transformers_bert_eager_attention()
+    undeclared = as_implementation(lambda q, k, v, allowed: declared(q, k, v, allowed), "undeclared")
+    result = run_one(undeclared, "fully-masked-row", max_examples=EXAMPLES, shrink=False)
+    assert result.outcome == "failed", result
+    assert "reads the masked values" in result.diagnosis and "'fully-masked-row': 'uniform'" in result.diagnosis
+    assert run_one(row_from(declared, "declared"), "fully-masked-row", max_examples=EXAMPLES).outcome == "passed"
