@@ -3,7 +3,7 @@
 Claims attn.definition, attn.convex-combination, attn.context-mixing, attn.qk-variance,
 attn.qk-variance-init, attn.softmax-saturation, attn.unscaled-vanishing-gradient,
 attn.faq-softmax-example, attn.scale-folded-into-init, attn.dot-vs-additive-cost, attn.complexity.
-Tests taking ``attention_impl`` run against every implementation of ``properties/conformance.py``.
+Tests taking ``attention_impl`` run the packaged properties (``transformer.testing``) against every implementation.
 
 Property -> bug it kills:
 - test_attention_is_the_softmax_of_scaled_scores_applied_to_values (every implementation) -> a scale
@@ -502,7 +502,7 @@ def test_attention_core_flops_table(measure):
     for n in (64, 128, 256, 512):
         for d in (256, 512):
             q = torch.zeros(1, 8, n, d // 8)
-            table[f"n={n},d={d}"], _ = _flops(lambda: scaled_dot_product_attention(q, q, q))
+            table[f"n={n},d={d}"], _ = _flops(lambda q=q: scaled_dot_product_attention(q, q, q))
             assert table[f"n={n},d={d}"] == attention_core_flops(n, d)
     measure("core_flops", table, closed_form="4 n^2 d")
     assert table["n=512,d=512"] == 4 * table["n=256,d=512"] == 8 * table["n=256,d=256"]

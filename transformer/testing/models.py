@@ -27,6 +27,7 @@ import torch
 from hypothesis import strategies as st
 
 from .properties import PropertyFailure, fail
+from .strategies import padded_ids
 from .tolerances import FLOAT32_LEVEL, FLOAT64_DEEP
 
 MODEL_METHODS = ("encode", "decode", "decode_step", "embedding_matrix", "output_matrix")
@@ -86,23 +87,6 @@ def _close(actual, expected, what: str, guess: str = ""):
         elif guess:
             words += f"; probably: {guess}"
         fail(words)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Strategies: token ids drawn one by one (they shrink to 0), per-example padding at the end
-# ---------------------------------------------------------------------------------------------------
-
-@st.composite
-def padded_ids(draw, vocab: int, *, batch: int | None = None, max_batch: int = 3, max_len: int = 6,
-               min_len: int = 1):
-    """{"ids": (B, S) nested list, "lengths": per-example real lengths (the longest fills S)}."""
-    batch = batch or draw(st.integers(1, max_batch))
-    length = draw(st.integers(min_len, max_len))
-    ids = draw(st.lists(st.lists(st.integers(0, vocab - 1), min_size=length, max_size=length),
-                        min_size=batch, max_size=batch))
-    lengths = draw(st.lists(st.integers(1, length), min_size=batch, max_size=batch))
-    lengths[draw(st.integers(0, batch - 1))] = length
-    return {"ids": ids, "lengths": lengths}
 
 
 def _tensors(ids, lengths):

@@ -98,3 +98,17 @@ def live_rows(allowed: torch.Tensor | None, shape) -> torch.Tensor:
     if allowed is None:
         return torch.ones(shape[:-1], dtype=torch.bool)
     return allowed.expand(shape).any(-1)
+
+
+@st.composite
+def padded_ids(draw, vocab: int, *, batch: int | None = None, max_batch: int = 3, max_len: int = 6,
+               min_len: int = 1):
+    """{"ids": (B, S) token ids drawn one by one (they shrink to 0), "lengths": per-example real lengths,
+    the longest filling S; the rest is padding at the end}."""
+    batch = batch or draw(st.integers(1, max_batch))
+    length = draw(st.integers(min_len, max_len))
+    ids = draw(st.lists(st.lists(st.integers(0, vocab - 1), min_size=length, max_size=length),
+                        min_size=batch, max_size=batch))
+    lengths = draw(st.lists(st.integers(1, length), min_size=batch, max_size=batch))
+    lengths[draw(st.integers(0, batch - 1))] = length
+    return {"ids": ids, "lengths": lengths}
