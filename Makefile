@@ -13,7 +13,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,pretrained]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,pretrained,thirdparty]'
 	touch $(STAMP)
 
 verify: $(STAMP)

@@ -6,7 +6,8 @@ entries q.k has variance d_k, and dividing by sqrt(d_k) brings it back to one (a
 one only with variance-1/d_model weights, 1/9 with PyTorch's default); unscaled scores at large d_k
 saturate the softmax into one-hot rows whose gradient vanishes. The scale can as well be folded into
 W^Q. The core costs 4 n^2 d FLOPs and keeps n x n weights; additive attention builds n x n x d_a.
-Tests taking ``attention_impl`` run against every implementation of ``properties/conformance.py``.
+Tests taking ``attention_impl`` run the packaged properties (``transformer.testing``) against every
+implementation.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
@@ -29,7 +30,8 @@ from proofs.closed_forms import (
     softmax_off_max_bound,
 )
 from properties.conformance import (
-    attention_weights,
+    PROPERTIES,
+    attention_property,
     load_user_implementation,
     reference_attention,
 )
@@ -37,12 +39,12 @@ from properties.strategies import (
     attention_cases,
     attention_layouts,
     gaussian,
-    live_rows,
     seeds,
 )
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
 from transformer import MultiHeadAttention
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
+from transformer.testing import UsageError
 
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 # (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
@@ -114,55 +116,27 @@ def empirical_bernstein(x: torch.Tensor, alpha: float) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------------
 
 @pytest.mark.claim("attn.definition", kind="exact")
-@pytest.mark.attention_property("definition")
-@given(case=attention_cases(optional_mask=True), seed=seeds)
-def test_attention_is_the_softmax_of_scaled_scores_applied_to_values(attention_impl, case, seed):
+@attention_property("definition")
+def test_attention_is_the_softmax_of_scaled_scores_applied_to_values(attention_impl, case):
     """attn.definition: out = softmax(q k^T / sqrt(d) restricted to allowed keys) v, row by row, for
     padding, causal and per-head masks (and none), against a log-sum-exp formula written apart."""
-    layout, allowed = case
-    q, k, v = qkv(layout, seed)
-    out, weights = attention_impl(q, k, v, allowed)
-    expected, expected_weights = reference_attention(q, k, v, allowed)
-    live = live_rows(allowed, expected_weights.shape)
-    torch.testing.assert_close(out[live], expected[live], **FLOAT64)
-    if weights is not None:
-        torch.testing.assert_close(weights[live], expected_weights[live], **FLOAT64)
+    PROPERTIES["definition"].check(attention_impl, case)
 
 
 @pytest.mark.claim("attn.convex-combination", kind="exact")
-@pytest.mark.attention_property("convex-combination")
-@given(case=attention_cases(), seed=seeds)
-def test_each_output_row_is_a_convex_combination_of_value_rows(attention_impl, case, seed):
+@attention_property("convex-combination")
+def test_each_output_row_is_a_convex_combination_of_value_rows(attention_impl, case):
     """attn.convex-combination: weights are >= 0 and sum to 1 over the allowed keys, so every output
     coordinate lies between the smallest and largest value of that coordinate among the allowed keys."""
-    layout, allowed = case
-    B, H, n_q, n_k, d = layout
-    q, k, v = qkv(layout, seed)
-    out, returned = attention_impl(q, k, v, allowed)
-    for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
-        assert (weights >= 0).all(), f"negative weight {weights.min().item()}"
-        torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, n_q, dtype=weights.dtype), **FLOAT64)
-    visible = allowed.expand(B, H, n_q, n_k)[..., None]  # (B, H, S_q, S_k, 1)
-    low = torch.where(visible, v[:, :, None], math.inf).amin(-2)  # (B, H, S_q, d)
-    high = torch.where(visible, v[:, :, None], -math.inf).amax(-2)
-    slack = FLOAT64.atol + FLOAT64.rtol * v.abs().max()
-    assert (out >= low - slack).all() and (out <= high + slack).all(), "an output leaves its value rows' bounds"
+    PROPERTIES["convex-combination"].check(attention_impl, case)
 
 
 @pytest.mark.claim("mask.fully-masked-row", "mask.low-precision-fill", kind="exact")
-@pytest.mark.attention_property("no-nan")
-@given(case=attention_cases(fully_masked_row=True), dtype=st.sampled_from(DTYPES), seed=seeds)
-@example(case=PADDED_WITH_EMPTY_EXAMPLE, dtype=torch.float32, seed=0)  # fails at once where it fails
-def test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows(attention_impl, case, dtype, seed):
+@attention_property("no-nan")
+def test_attention_never_returns_nan_even_for_huge_scores_and_empty_rows(attention_impl, case):
     """No NaN or inf, in any dtype, with scores far beyond exp's range (|score| ~ 1e3 in half
     precision, ~1e4 in float32, ~1e6 in float64) and a query row whose keys are all masked."""
-    layout, allowed = case
-    scale = {torch.float64: 1000.0, torch.float32: 100.0}.get(dtype, 30.0)
-    q, k, v = qkv(layout, seed, dtype, scale)
-    out, weights = attention_impl(q, k, v, allowed)
-    assert out.isfinite().all(), f"non-finite outputs at {(~out.isfinite()).nonzero()[:4].tolist()}"
-    if weights is not None:
-        assert weights.isfinite().all(), f"non-finite weights at {(~weights.isfinite()).nonzero()[:4].tolist()}"
+    PROPERTIES["no-nan"].check(attention_impl, case)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -524,7 +498,7 @@ def test_attention_core_flops_table(measure):
     for n in (64, 128, 256, 512):
         for d in (256, 512):
             q = torch.zeros(1, 8, n, d // 8)
-            table[f"n={n},d={d}"], _ = _flops(lambda: scaled_dot_product_attention(q, q, q))
+            table[f"n={n},d={d}"], _ = _flops(lambda q=q: scaled_dot_product_attention(q, q, q))
             assert table[f"n={n},d={d}"] == attention_core_flops(n, d)
     measure("core_flops", table, closed_form="4 n^2 d")
     assert table["n=512,d=512"] == 4 * table["n=256,d=512"] == 8 * table["n=256,d=256"]
@@ -540,5 +514,5 @@ def test_attention_impl_option_loads_a_factory_and_refuses_a_malformed_spec():
     expected, expected_weights = reference_attention(q, k, v, allowed)
     torch.testing.assert_close(out, expected, **FLOAT64)
     torch.testing.assert_close(weights, expected_weights, **FLOAT64)
-    with pytest.raises(pytest.UsageError, match="MODULE:FACTORY"):
+    with pytest.raises(UsageError, match="MODULE:FACTORY"):
         load_user_implementation("properties.examples.naive_attention")

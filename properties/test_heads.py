@@ -20,25 +20,18 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import transformer.attention as attention_module
 from proofs.closed_forms import attention_core_flops, mha_params, projection_flops
-from properties.conformance import reference_attention
+from properties.conformance import PROPERTIES, attention_property, reference_attention
 from properties.strategies import attention_cases, gaussian, head_layouts, seeds
 from properties.tolerances import FLOAT64
 from transformer import MultiHeadAttention
 
 
 @pytest.mark.claim("heads.reshape-equals-loop", kind="exact")
-@pytest.mark.attention_property("reshape-equals-loop")
-@given(case=attention_cases(optional_mask=True), seed=seeds)
-def test_all_heads_at_once_equal_each_head_alone(attention_impl, case, seed):
+@attention_property("reshape-equals-loop")
+def test_all_heads_at_once_equal_each_head_alone(attention_impl, case):
     """heads.reshape-equals-loop, for any implementation: attending with all H heads in one call
     gives, for each head h, what a one-head call on head h's queries, keys, values and mask gives."""
-    (B, H, n_q, n_k, d), allowed = case
-    q, k, v = (gaussian(shape, seed + i) for i, shape in enumerate([(B, H, n_q, d), (B, H, n_k, d), (B, H, n_k, d)]))
-    out, _ = attention_impl(q, k, v, allowed)
-    for h in range(H):
-        mask = None if allowed is None else allowed[:, h:h + 1] if allowed.shape[1] == H else allowed
-        alone, _ = attention_impl(q[:, h:h + 1], k[:, h:h + 1], v[:, h:h + 1], mask)
-        torch.testing.assert_close(out[:, h:h + 1], alone, **FLOAT64)
+    PROPERTIES["reshape-equals-loop"].check(attention_impl, case)
 
 
 @pytest.mark.claim("heads.reshape-equals-loop", kind="exact")

@@ -11,16 +11,14 @@ implementation of ``properties/conformance.py``.
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
-from hypothesis import example, given
+from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.conformance import attention_weights, reference_attention
+from properties.conformance import PROPERTIES, attention_property
 from properties.strategies import (
-    LOW_PRECISION,
     attention_cases,
     attention_layouts,
     gaussian,
@@ -30,9 +28,15 @@ from properties.strategies import (
     seeded_model,
     seeds,
 )
-from properties.tolerances import BY_DTYPE, EXACT_ZERO, FLOAT64, FLOAT64_DEEP
+from properties.tolerances import FLOAT64, FLOAT64_DEEP
 from transformer.attention import scaled_dot_product_attention
-from transformer.masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
+from transformer.masks import (
+    causal_mask,
+    combine,
+    key_padding_mask,
+    padding_mask_from_ids,
+    padding_mask_from_lengths,
+)
 
 PADDING = ("padding", "padding+causal")
 # (B, H, S_q, S_k, d) = (3, 2, 2, 4, 2), example 1 made only of padding: its query rows see no key.
@@ -50,82 +54,37 @@ def qkv(layout, seed, dtype=torch.float64):
 # ------------------------------------------------------------------------------------------------
 
 @pytest.mark.claim("mask.padding-zero-weight", kind="exact")
-@pytest.mark.attention_property("padding-zero-weight")
-@given(case=attention_cases(), seed=seeds)
-def test_padded_keys_get_exactly_zero_weight(attention_impl, case, seed):
+@attention_property("padding-zero-weight")
+def test_padded_keys_get_exactly_zero_weight(attention_impl, case):
     """mask.padding-zero-weight: every masked key (padding, future, per-head) gets weight exactly 0.0,
     read from the outputs with one-hot values and, where the implementation returns them, its weights."""
-    layout, allowed = case
-    q, k, v = qkv(layout, seed)
-    _, returned = attention_impl(q, k, v, allowed)
-    blocked = ~allowed.expand(*layout[:3], layout[3])
-    for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
-        leaked = weights[blocked]
-        assert (leaked == EXACT_ZERO).all(), f"masked keys got weights up to {leaked.abs().max().item():.3g}"
+    PROPERTIES["padding-zero-weight"].check(attention_impl, case)
 
 
 @pytest.mark.claim("mask.padding-invariance", kind="exact")
-@pytest.mark.attention_property("padding-invariance")
-@given(case=attention_cases(kinds=PADDING), extra=st.integers(1, 3), seed=seeds)
-def test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding(attention_impl, case, extra, seed):
+@attention_property("padding-invariance")
+def test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding(attention_impl, case):
     """mask.padding-invariance: rewriting the keys and values at padded positions with large garbage,
     and appending more padded positions, leaves every output row that sees a real key unchanged."""
-    (B, H, n_q, n_k, d), allowed = case
-    q, k, v = qkv(case[0], seed)
-    out, _ = attention_impl(q, k, v, allowed)
-    padded = ~allowed.any(dim=(1, 2))[:, None, :, None]  # (B, 1, S_k, 1): keys no query of the example sees
-    garbage_k, garbage_v = (gaussian((B, H, n_k + extra, d), seed + i, scale=1e3) for i in (3, 4))
-    k2 = torch.where(padded, garbage_k[:, :, :n_k], k)
-    v2 = torch.where(padded, garbage_v[:, :, :n_k], v)
-    k2, v2 = torch.cat([k2, garbage_k[:, :, n_k:]], 2), torch.cat([v2, garbage_v[:, :, n_k:]], 2)
-    allowed2 = torch.cat([allowed, torch.zeros(*allowed.shape[:-1], extra, dtype=torch.bool)], -1)
-    out2, _ = attention_impl(q, k2, v2, allowed2)
-    live = live_rows(allowed, (B, H, n_q, n_k))
-    torch.testing.assert_close(out2[live], out[live], **FLOAT64)
+    PROPERTIES["padding-invariance"].check(attention_impl, case)
 
 
 @pytest.mark.claim("mask.fully-masked-row", kind="exact")
-@pytest.mark.attention_property("fully-masked-row")
-@given(case=attention_cases(fully_masked_row=True), dtype=st.sampled_from((torch.float32, *LOW_PRECISION)), seed=seeds)
-@example(case=PADDED_WITH_EMPTY_EXAMPLE, dtype=torch.float16, seed=0)  # fails at once where it fails
-def test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing(attention_impl, case, dtype, seed):
+@attention_property("fully-masked-row")
+def test_a_query_with_no_visible_key_gets_a_finite_output_that_reads_nothing(attention_impl, case):
     """mask.fully-masked-row: in float32, float16 and bfloat16 a query whose keys are all masked gets
     a finite output that does not depend on any key or value (it reads nothing), and every gradient
     is finite, the intermediate ones included (autograd's anomaly mode checks each backward step for
     NaN: a NaN that a later masked_fill happens to zero is still a NaN in the graph)."""
-    layout, allowed = case
-    q, k, v = (t.requires_grad_() for t in qkv(layout, seed, dtype))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "anomaly detection has been enabled"
-        with torch.autograd.detect_anomaly(check_nan=True):
-            out, _ = attention_impl(q, k, v, allowed)
-            dead = ~live_rows(allowed, (*layout[:3], layout[3]))
-            assert out.isfinite().all(), f"{dtype}: non-finite outputs in rows {dead.nonzero().tolist()[:4]}"
-            out.float().square().sum().backward()
-    for name, t in zip("qkv", (q, k, v)):
-        assert t.grad.isfinite().all(), f"{dtype}: non-finite gradient w.r.t. {name}"
-    with torch.no_grad():
-        other_k, other_v = gaussian(k.shape, seed + 5, dtype), gaussian(v.shape, seed + 6, dtype)
-        moved, _ = attention_impl(q, other_k, other_v, allowed)
-    assert torch.equal(moved[dead], out.detach()[dead]), "an empty row's output depends on the keys/values"
+    PROPERTIES["fully-masked-row"].check(attention_impl, case)
 
 
 @pytest.mark.claim("mask.low-precision-fill", kind="exact")
-@pytest.mark.attention_property("low-precision-fill")
-@given(case=attention_cases(), dtype=st.sampled_from(LOW_PRECISION), seed=seeds)
-def test_masked_weights_are_exactly_zero_in_half_precision(attention_impl, case, dtype, seed):
+@attention_property("low-precision-fill")
+def test_masked_weights_are_exactly_zero_in_half_precision(attention_impl, case):
     """mask.low-precision-fill: in float16 and bfloat16 masked weights are exactly 0 (never NaN), and
     the outputs match float64 attention on the same (rounded) inputs within the dtype's tolerance."""
-    layout, allowed = case
-    q, k, v = qkv(layout, seed, dtype)
-    out, returned = attention_impl(q, k, v, allowed)
-    blocked = ~allowed.expand(*layout[:3], layout[3])
-    for weights in [attention_weights(attention_impl, q, k, allowed)] + [returned] * (returned is not None):
-        assert weights.dtype == dtype and not weights.isnan().any(), f"{dtype}: NaN weights"
-        assert (weights[blocked] == EXACT_ZERO).all(), f"{dtype}: masked weights {weights[blocked].abs().max()}"
-    expected, _ = reference_attention(q, k, v, allowed)
-    tol = BY_DTYPE[dtype]
-    torch.testing.assert_close(out.double(), expected, **tol)
+    PROPERTIES["low-precision-fill"].check(attention_impl, case)
 
 
 @pytest.mark.claim("mask.low-precision-fill", kind="counterexample")
@@ -146,25 +105,12 @@ def test_the_tutorial_fill_minus_1e9_does_not_fit_in_float16(measure):
 
 
 @pytest.mark.claim("mask.causal-future-invariance", kind="exact")
-@pytest.mark.attention_property("causal-future-invariance")
-@given(layout=attention_layouts(self_attention=True), seed=seeds, data=st.data())
-def test_causal_attention_ignores_the_future_and_sees_the_present(attention_impl, layout, seed, data):
+@attention_property("causal-future-invariance")
+def test_causal_attention_ignores_the_future_and_sees_the_present(attention_impl, case):
     """mask.causal-future-invariance, attention level: with the lower-triangular mask (written here,
     not taken from transformer.masks) rewriting keys and values after position t leaves outputs up to
     t unchanged, while changing the value at t changes the output at t (the present is visible)."""
-    B, H, n, _, d = layout
-    t = data.draw(st.integers(0, n - 1), label="t")
-    allowed = torch.ones(n, n, dtype=torch.bool).tril()[None, None]  # key j visible from query i iff j <= i
-    q, k, v = qkv(layout, seed)
-    out, _ = attention_impl(q, k, v, allowed)
-    k2, v2 = k.clone(), v.clone()
-    k2[:, :, t + 1:], v2[:, :, t + 1:] = (gaussian(k2[:, :, t + 1:].shape, seed + i, scale=10.0) for i in (3, 4))
-    out2, _ = attention_impl(q, k2, v2, allowed)
-    torch.testing.assert_close(out2[:, :, : t + 1], out[:, :, : t + 1], **FLOAT64)
-    v3 = v.clone()
-    v3[:, :, t] += 1.0
-    out3, _ = attention_impl(q, k, v3, allowed)
-    assert ((out3[:, :, t] - out[:, :, t]).abs().amax(-1) > 1e-9).all(), f"the value at {t} is invisible from {t}"
+    PROPERTIES["causal-future-invariance"].check(attention_impl, case)
 
 
 # ------------------------------------------------------------------------------------------------

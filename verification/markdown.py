@@ -256,15 +256,55 @@ def render_markdown(ledger: dict, catalogue, directory: Path, root: Path | None 
                     shown[cid] = qid
                     out.extend(_render_claim(c, root, directory))
     if ledger.get("conformance"):
-        out += ["", "## Conformance", "", "Each cell is the outcome of the test that checks the property on the "
-                "implementation.", ""]
-        impls = sorted({r["implementation"] for r in ledger["conformance"]})
-        props = sorted({r["property"] for r in ledger["conformance"]})
-        cells: dict[tuple[str, str], list[str]] = {}
-        for r in ledger["conformance"]:
-            cells.setdefault((r["property"], r["implementation"]), []).append(r["outcome"])
-        out += ["| property | " + " | ".join(impls) + " |", "|---" * (len(impls) + 1) + "|"]
-        for p in props:
-            row = [", ".join(sorted(set(cells.get((p, i), [])))) or "·" for i in impls]
-            out.append(f"| {p} | " + " | ".join(row) + " |")
+        out += render_conformance(ledger["conformance"])
     return "\n".join(out) + "\n"
+
+
+CONFORMANCE_WORDS = {"skipped": "n/a"}  # every other outcome is shown as pytest names it
+
+
+def render_conformance(rows: list[dict]) -> list[str]:
+    """The implementation x property tables (attention-level, then model-level ``model.*``), one cell per
+    (implementation, property) with the outcome of its tests; expected failures are numbered and their
+    reasons (upstream issues) listed below the tables."""
+    try:
+        from transformer.testing.runner import KNOWN_FAILURES
+        from transformer.testing.thirdparty import CONVENTIONS
+    except ImportError:  # the ledger renders without the package's testing extras
+        KNOWN_FAILURES, CONVENTIONS = {}, {}
+    out = ["", "## Conformance", "", "Each cell is the outcome of the tests that check the property on the implementation "
+           "(n/a: the property does not apply, e.g. a model without a cache). Rows of `faq-conformance`'s "
+           "`transformer.testing` properties; third-party rows are small random-initialised configs.", ""]
+    cells: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        cells.setdefault((r["property"], r["implementation"]), set()).add(r["outcome"])
+    notes: dict[str, int] = {}
+    for title, model_level in (("Attention functions", False), ("Models", True)):
+        props = sorted({p for p, _ in cells if p.startswith("model.") == model_level})
+        if not props:
+            continue
+        impls = sorted({i for p, i in cells if p in props})
+        out += [f"### {title}", "", "| property | " + " | ".join(f"`{i}`" for i in impls) + " |",
+                "|---" * (len(impls) + 1) + "|"]
+        for p in props:
+            row = []
+            for i in impls:
+                outcomes = cells.get((p, i), set())
+                if len(outcomes) > 1 and "passed" in outcomes and outcomes <= {"passed", "skipped"}:
+                    outcomes = {"passed"}  # some tests of the cell do not apply, the others pass
+                text = ", ".join(CONFORMANCE_WORDS.get(o, o) for o in sorted(outcomes)) or "·"
+                reason = KNOWN_FAILURES.get((i, p))
+                if reason and outcomes & {"xfailed", "xpassed"}:
+                    text += f" [{notes.setdefault(reason, len(notes) + 1)}]"
+                row.append(text)
+            out.append(f"| {p} | " + " | ".join(row) + " |")
+        out.append("")
+    if notes:
+        out += ["Expected failures (strict: a fix upstream turns the cell into an error):", ""]
+        out += [f"{n}. {reason}" for reason, n in notes.items()]
+    declared = {name: words for name, words in CONVENTIONS.items() if any(i == name for _, i in cells)}
+    if declared:
+        out += ["", "Declared conventions (not bugs; the cell checks the declared behaviour):", ""]
+        out += [f"- `{name}`: {words}." for name, words in declared.items()]
+    return out
+
