@@ -200,11 +200,6 @@ def test_shared_projection_puts_less_mass_on_the_diagonal_than_no_projection(mea
         found[qk, d, n] = (mean, low, high)
         measure("diagonal_mass", mean, params={"qk": qk, "d": d, "n": n}, interval=[low, high], confidence=1 - each,
                 n=QK_TRIALS)
-    for qk, d, n in (("shared", 16, 16), ("shared", 64, 16), ("shared", 128, 16), ("shared", 64, 64), ("none", 16, 16),
-                     ("none", 64, 16), ("none", 64, 64)):
-        suffix = "_long" if n == 64 else ""
-        measure(f"{qk}_diagonal_mass_d{d}{suffix}", found[qk, d, n][0], interval=list(found[qk, d, n][1:]),
-                confidence=1 - each, n=QK_TRIALS, tokens=n)
     small, none64 = found["shared", 4, QK_TOKENS], found["none", 64, QK_TOKENS]
     measure("shared_small_width_below_half", small[0], interval=list(small[1:]),
             confidence=1 - ALPHA_QK_SHARED_DIAGONAL_MASS, alpha=ALPHA_QK_SHARED_DIAGONAL_MASS,
@@ -310,10 +305,8 @@ def test_additive_attention_has_the_same_matmul_flops_but_more_memory_and_time(m
         with torch.no_grad():
             times = interleaved_best_times(scorers, repeats=3)
         ratios[n] = times["additive"] / times["dot"]
-        measure(f"wall_clock_ratio_n{n}", ratios[n], unit="ratio")
-        measure(f"peak_memory_ratio_n{n}", peaks["additive"] / peaks["dot"], unit="ratio")
-        measure(f"total_operation_ratio_n{n}", (flops["additive"] + elements["additive"]) / (flops["dot"] + elements["dot"]),
-                unit="ratio")
+        measure("wall_clock_ratio", ratios[n], params={"n": n}, unit="ratio")
+        measure("peak_memory_ratio", peaks["additive"] / peaks["dot"], params={"n": n}, unit="ratio")
         total = {name: flops[name] + elements[name] for name in scorers}
         measure("matmul_flop_ratio", flops["additive"] / flops["dot"], params={"n": n}, unit="ratio", flops=flops)
         measure("total_operation_ratio", total["additive"] / total["dot"], params={"n": n}, unit="ratio",
@@ -480,8 +473,6 @@ def test_relu_scale_changes_geometrically_at_a_rate_the_init_sets(measure):
             found[init] = median_interval(gains, each)
             med, low, high = found[init]
             measure("per_layer_gain", med, params={"init": init}, interval=[low, high], confidence=1 - each, n=RELU_NETS)
-    for init in ("he", "xavier", "unit_normal"):
-        measure(f"{init}_init_gain", found[init][0], interval=list(found[init][1:]), confidence=1 - each, n=RELU_NETS)
     default = found["pytorch_default"]
     measure("default_init_gain", default[0], interval=list(default[1:]), confidence=1 - ALPHA_RELU_GAIN, alpha=ALPHA_RELU_GAIN,
             power=sign_test_power(RELU_NETS, each, 0.9), power_at="nine networks in ten with gain below 1",
