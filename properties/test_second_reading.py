@@ -305,8 +305,6 @@ def test_additive_attention_has_the_same_matmul_flops_but_more_memory_and_time(m
         with torch.no_grad():
             times = interleaved_best_times(scorers, repeats=3)
         ratios[n] = times["additive"] / times["dot"]
-        measure("wall_clock_ratio", ratios[n], params={"n": n}, unit="ratio")
-        measure("peak_memory_ratio", peaks["additive"] / peaks["dot"], params={"n": n}, unit="ratio")
         total = {name: flops[name] + elements[name] for name in scorers}
         measure("matmul_flop_ratio", flops["additive"] / flops["dot"], params={"n": n}, unit="ratio", flops=flops)
         measure("total_operation_ratio", total["additive"] / total["dot"], params={"n": n}, unit="ratio",
