@@ -16,9 +16,9 @@ Property -> bug it kills:
   full width (d_model per head instead of d_model / h), a head loop that recomputes projections.
 - test_each_head_scores_have_rank_at_most_d_head -> heads of the wrong width (no split, or d_model
   per head), queries and keys taken from the wrong head.
-- test_two_heads_return_two_positions_side_by_side_one_head_only_their_average -> merge without the
-  transpose (the halves land at the wrong positions), heads sharing one set of weights, softmax
-  over the wrong axis.
+- test_two_heads_return_two_positions_side_by_side, test_one_head_with_any_maps_cannot_return_two_positions_
+  when_there_are_three_or_more -> merge without the transpose (the halves land at the wrong positions), heads
+  sharing one set of weights, softmax over the wrong axis, weights that do not sum to one.
 """
 
 from __future__ import annotations
@@ -155,31 +155,75 @@ def _set(linear, weight):
         linear.bias.zero_()
 
 
-@pytest.mark.claim("heads.no-averaging", kind="exact")
-@given(n=st.integers(2, 5), seed=seeds, data=st.data())
-def test_two_heads_return_two_positions_side_by_side_one_head_only_their_average(n, seed, data):
-    """heads.no-averaging: tokens x_j = (e_j, e_j) in R^(2n), values = tokens. Queries asking for
-    (A, B) with A != B: two heads of width n (W_q = 1000 I, W_k = W_v = W_o = I) return (e_A, e_B) exactly,
-    one head from each position. One head of width 2n with the same value and output maps returns
-    sum_j w_j (e_j, e_j), whose two halves are always equal, whatever its W_q and W_k: at best the
-    average of A's and B's values, never (e_A, e_B)."""
-    pairs = data.draw(st.lists(st.permutations(range(n)).map(lambda p: p[:2]), min_size=2, max_size=4), label="pairs")
+def _pair_task(n: int):
+    """Tokens x_j = (e_j, e_j) in R^(2n) (affinely independent) and, for every ordered pair A != B, a query
+    (e_A, e_B) whose target output is (e_A, e_B): position A's first half beside position B's second half.
+    Shapes: tokens (1, n, 2n), queries and targets (1, n (n - 1), 2n)."""
     eye = torch.eye(n, dtype=torch.float64)
-    tokens = torch.cat([eye, eye], 1)[None]  # (1, n, 2n)
-    query = torch.stack([torch.cat([eye[a], eye[b]]) for a, b in pairs])[None]  # (1, S_q, 2n)
-    target = query.clone()  # (e_A, e_B) per query
+    tokens = torch.cat([eye, eye], 1)[None]
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    queries = torch.stack([torch.cat([eye[a], eye[b]]) for a, b in pairs])[None]
+    return tokens, queries, queries.clone()
+
+
+def _affine_rank(points: torch.Tensor, rtol: float = 1e-9) -> int:
+    """Dimension of the affine hull of the rows of points (m, D): the rank of their differences to the first."""
+    diffs = points - points[:1]
+    sv = torch.linalg.svdvals(diffs)
+    return int((sv > rtol * max(1.0, float(sv.max()))).sum())
+
+
+@pytest.mark.claim("heads.no-averaging", kind="exact")
+@given(n=st.integers(2, 5), seed=seeds)
+def test_two_heads_return_two_positions_side_by_side(n, seed):
+    """heads.no-averaging: two heads of width n (W_q = 1000 I, W_k = W_v = W_o = I) return (e_A, e_B) for every
+    ordered pair: each head reads one position. A random bias on W_o shifts the output and nothing else."""
+    tokens, queries, targets = _pair_task(n)
     two = MultiHeadAttention(2 * n, 2).double()
-    one = MultiHeadAttention(2 * n, 1).double()
-    for mha in (two, one):
-        for linear, scale in ((mha.w_q, 1000.0), (mha.w_k, 1.0), (mha.w_v, 1.0), (mha.w_o, 1.0)):
-            _set(linear, scale * torch.eye(2 * n, dtype=torch.float64))
+    for linear, scale in ((two.w_q, 1000.0), (two.w_k, 1.0), (two.w_v, 1.0), (two.w_o, 1.0)):
+        _set(linear, scale * torch.eye(2 * n, dtype=torch.float64))
     with torch.no_grad():
-        torch.testing.assert_close(two(query, tokens, tokens), target, **TOL)
-        averaged = one(query, tokens, tokens)
-        torch.testing.assert_close(averaged, (target + target.roll(n, -1)) / 2, **TOL)  # (e_A + e_B)/2 twice
-        torch.manual_seed(seed)
-        for linear in (one.w_q, one.w_k):
-            _set(linear, torch.randn(2 * n, 2 * n, dtype=torch.float64) * 10)
-        anything = one(query, tokens, tokens)
-    torch.testing.assert_close(anything[..., :n], anything[..., n:], **TOL)
-    assert ((anything - target).abs().amax(-1) >= 0.5 - 1e-9).all(), "one head reached (e_A, e_B)"
+        torch.testing.assert_close(two(queries, tokens, tokens), targets, **TOL)
+        two.w_o.bias.copy_(gaussian((2 * n,), seed))
+        torch.testing.assert_close(two(queries, tokens, tokens), targets + two.w_o.bias, **TOL)
+
+
+@pytest.mark.claim("heads.no-averaging", kind="exact")
+@given(n=st.integers(3, 5), scale=st.floats(0.1, 100.0), seed=seeds)
+def test_one_head_with_any_maps_cannot_return_two_positions_when_there_are_three_or_more(n, scale, seed):
+    """heads.no-averaging, with free maps: one head of the same total width 2n and arbitrary W_q, W_k, W_v, W_o and
+    biases outputs W_o (W_v sum_j w_j x_j + b_v) + b_o with sum_j w_j = 1, an affine image of a point of the
+    tokens' (n - 1)-dimensional hull, so its outputs over all queries span an affine space of dimension at most
+    n - 1. The targets (e_A, e_B) over all ordered pairs span 2n - 2 > n - 1 once n >= 3: no choice of maps
+    produces them all."""
+    tokens, queries, targets = _pair_task(n)
+    one = MultiHeadAttention(2 * n, 1).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for linear in (one.w_q, one.w_k, one.w_v, one.w_o):
+            linear.weight.copy_(scale * torch.randn(2 * n, 2 * n, generator=g, dtype=torch.float64))
+            linear.bias.copy_(torch.randn(2 * n, generator=g, dtype=torch.float64))
+        outputs = one(queries, tokens, tokens)[0]  # (n (n - 1), 2n)
+    assert _affine_rank(targets[0]) == 2 * n - 2
+    assert _affine_rank(outputs) <= n - 1 < 2 * n - 2, f"one head's outputs span {_affine_rank(outputs)} dimensions"
+
+
+@pytest.mark.claim("heads.no-averaging", kind="exact")
+def test_with_two_positions_one_head_with_free_maps_does_return_both(measure):
+    """heads.no-averaging needs n >= 3: with n = 2 the two targets (e_1, e_2) and (e_2, e_1) span one dimension,
+    and one head of width 4 returns both exactly: W_k keeps the first half (the query picks position A), W_v = I,
+    and W_o maps token (e_1, e_1) to (e_1, e_2) and token (e_2, e_2) to (e_2, e_1)."""
+    tokens, queries, targets = _pair_task(2)
+    one = MultiHeadAttention(4, 1).double()
+    w_k = torch.zeros(4, 4, dtype=torch.float64)
+    w_k[0, 0] = w_k[1, 1] = 1.0
+    w_o = torch.zeros(4, 4, dtype=torch.float64)
+    w_o[:, 0] = torch.tensor([1.0, 0.0, 0.0, 1.0])  # column of token (e_1, e_1)'s first coordinate
+    w_o[:, 1] = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    for linear, weight in ((one.w_q, 1000.0 * torch.eye(4, dtype=torch.float64)), (one.w_k, w_k),
+                           (one.w_v, torch.eye(4, dtype=torch.float64)), (one.w_o, w_o)):
+        _set(linear, weight)
+    with torch.no_grad():
+        out = one(queries, tokens, tokens)
+    torch.testing.assert_close(out, targets, **TOL)
+    measure("one_head_two_positions", out[0].tolist(), targets=targets[0].tolist(), n=2)
