@@ -30,6 +30,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import transformer.attention as attention_module
@@ -115,6 +116,51 @@ def test_flops_and_parameters_by_head_count_table(measure):
     measure("parameters_by_heads", params, closed_form=mha_params(d), d_model=d)
     assert set(flops.values()) == {projection_flops(n, d) + attention_core_flops(n, d)}
     assert set(params.values()) == {mha_params(d)}
+
+
+class _ScoreMapWork(TorchDispatchMode):
+    """Counts, over one forward pass, the elements written by operations whose output has the shape of the
+    attention maps (B, H, S_q, S_k): the scaling, masking and softmax work that FlopCounterMode (matrix
+    products only) leaves out. ``largest`` is the largest such tensor alive at once, in elements."""
+
+    def __init__(self, map_shape: tuple[int, ...]):
+        super().__init__()
+        self.map_shape, self.elements, self.ops, self.largest = tuple(map_shape), 0, [], 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        is_view = any(r.alias_info is not None for r in func._schema.returns)  # views write nothing
+        if isinstance(out, torch.Tensor) and tuple(out.shape) == self.map_shape and not is_view:
+            self.elements += out.numel()
+            self.ops.append(str(func.overloadpacket.__name__))
+            self.largest = max(self.largest, out.numel())
+        return out
+
+
+@pytest.mark.claim("heads.same-cost-as-single", kind="measured")
+def test_attention_map_memory_and_softmax_work_grow_with_the_number_of_heads(measure):
+    """heads.same-cost-as-single, the part that does depend on h: at d_model = 512 and n = 96, every head keeps
+    its own n x n attention map, so the maps hold h n^2 numbers (h n^2 * 8 bytes in float64), and the scaling and
+    softmax write h n^2 elements per operation: both are measured on the model's forward pass and are exactly
+    proportional to h, while its matrix-product FLOPs are not (the test above). n = 96 differs from every d_head
+    here, so no query or key tensor has the maps' shape."""
+    d, n = 512, 96
+    x = torch.zeros(1, n, d, dtype=torch.float64)
+    for heads in (1, 2, 8, 64):
+        mha = MultiHeadAttention(d, heads).double()
+        work = _ScoreMapWork((1, heads, n, n))
+        with work, torch.no_grad():
+            mha(x, x, x)
+        per_map = work.elements / (heads * n * n)
+        measure("attention_map_bytes", work.largest * x.element_size(), params={"h": heads}, unit="bytes", n=n, d_model=d,
+                closed_form=heads * n * n * x.element_size())
+        measure("score_map_elementwise_work", work.elements, params={"h": heads}, unit="elements", n=n, d_model=d,
+                operations=work.ops, passes_per_element=per_map)
+        assert work.largest == heads * n * n, f"h={heads}: largest score-map tensor {work.largest}, expected h n^2"
+        assert per_map == int(per_map) and per_map >= 2, f"h={heads}: {work.ops}"  # at least scaling and softmax
+        if heads == 1:
+            passes = per_map
+        assert per_map == passes, "the element-wise passes per score must not depend on h"
 
 
 def _captured_qk(mha, x, allowed=None):
