@@ -23,7 +23,6 @@ Property -> bug it kills:
 
 from __future__ import annotations
 
-import math
 from unittest import mock
 
 import pytest
