@@ -44,7 +44,7 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from properties.conformance import attention_weights, reference_attention
@@ -113,6 +113,28 @@ def test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding(atte
     out2, _ = attention_impl(q, k2, v2, allowed2)
     live = live_rows(allowed, (B, H, n_q, n_k))
     torch.testing.assert_close(out2[live], out[live], **TOL)
+
+
+@pytest.mark.claim("mask.padding-invariance", kind="exact")
+@given(case=attention_cases(kinds=PADDING), bad=st.sampled_from((math.nan, math.inf, -math.inf)), seed=seeds)
+def test_non_finite_padded_keys_are_harmless_but_non_finite_padded_values_reach_every_row(case, bad, seed):
+    """mask.padding-invariance, where "whatever the padded positions hold" stops: in the model's attention a NaN
+    or inf in a padded key changes nothing (the mask overwrites its score before the softmax), but a NaN or inf
+    in a padded value reaches every output row of its example although its weight is exactly 0, because
+    0 x NaN = NaN and 0 x inf = NaN in the weighted sum."""
+    (B, H, n_q, n_k, d), allowed = case
+    q, k, v = qkv(case[0], seed)
+    padded = ~allowed.any(dim=(1, 2))  # (B, S_k): keys no query of the example sees
+    assume(bool(padded.any()))
+    out, _ = scaled_dot_product_attention(q, k, v, allowed)
+    where = padded[:, None, :, None]  # (B, 1, S_k, 1)
+    live = live_rows(allowed, (B, H, n_q, n_k))
+    out_k, _ = scaled_dot_product_attention(q, torch.where(where, bad, k), v, allowed)
+    torch.testing.assert_close(out_k[live], out[live], **TOL)
+    out_v, _ = scaled_dot_product_attention(q, k, torch.where(where, bad, v), allowed)
+    reached = padded.any(-1)[:, None, None] & live  # (B, H, S_q): live rows of examples with padding
+    assert out_v[reached].isnan().all(), "a non-finite padded value should poison its example's rows (0 x NaN)"
+    torch.testing.assert_close(out_v[live & ~reached], out[live & ~reached], **TOL)
 
 
 @pytest.mark.claim("mask.fully-masked-row", kind="exact")

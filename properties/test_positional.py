@@ -315,9 +315,12 @@ def test_base_sets_the_similarity_horizon_not_the_collision_distance(measure):
                              neighbour_distance=float(distance[1]), horizon=horizon,
                              longest_wavelength=2 * math.pi * base ** (1 - 2 / d_model))
     measure("by_base", {str(int(b)): s for b, s in summary.items()}, d_model=d_model, positions=n)
-    measure("counterexample", {"claim": "a small base makes codes collide sooner", "d_model": d_model,
-                               "nearest_distance_base_10": summary[10.0]["nearest_distance"],
-                               "nearest_distance_base_10000": summary[10000.0]["nearest_distance"]})
+    for base, row in summary.items():
+        params = {"base": int(base)}
+        measure("nearest_code_distance", row["nearest_distance"], params=params, d_model=d_model, positions=n,
+                offset=row["nearest_offset"])
+        measure("similarity_horizon", row["horizon"], params=params, d_model=d_model,
+                definition="smallest offset k with <PE(p), PE(p+k)> <= 10% of its value at k = 0")
     for s in summary.values():  # nothing collides: the nearest pair is always two neighbours
         assert s["nearest_offset"] == 1 and s["nearest_distance"] > 1.0, s
     horizons = [s["horizon"] for s in summary.values()]
