@@ -59,7 +59,7 @@ from properties.strategies import (
     seeds,
 )
 from properties.tolerances import BY_DTYPE, EXACT_ZERO, FLOAT64, FLOAT64_DEEP
-from transformer import Transformer
+from transformer import Transformer, TransformerConfig
 from transformer.attention import scaled_dot_product_attention
 from transformer.masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
 
@@ -135,6 +135,26 @@ def test_non_finite_padded_keys_are_harmless_but_non_finite_padded_values_reach_
     reached = padded.any(-1)[:, None, None] & live  # (B, H, S_q): live rows of examples with padding
     assert out_v[reached].isnan().all(), "a non-finite padded value should poison its example's rows (0 x NaN)"
     torch.testing.assert_close(out_v[live & ~reached], out[live & ~reached], **TOL)
+
+
+@pytest.mark.claim("mask.padding-invariance", kind="exact")
+@given(pad_id=st.integers(1, 9), extra=st.integers(1, 3), seed=seeds)
+def test_the_model_takes_padding_from_the_config_pad_id(pad_id, extra, seed):
+    """Without explicit masks the model treats the ids equal to config.pad_id (here 1 to 9) as padding:
+    appending them leaves the real positions' outputs unchanged, while appending id 0 (an ordinary token
+    then) changes them."""
+    config = TransformerConfig.tiny(vocab_size=10, pad_id=pad_id).with_(p_drop=0.0, attn_dropout=0.0)
+    torch.manual_seed(seed)
+    model = Transformer(config).double().eval()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, 10, (1, 5), generator=g)
+    src[src == pad_id] = (pad_id + 1) % 10
+    with torch.no_grad():
+        memory = model.encode(src)
+        padded = model.encode(torch.cat([src, torch.full((1, extra), pad_id)], 1))[:, :5]
+        with_zeros = model.encode(torch.cat([src, torch.zeros(1, extra, dtype=torch.long)], 1))[:, :5]
+    torch.testing.assert_close(padded, memory, **DEEP)
+    assert (with_zeros - memory).abs().max() > 1e-6, "id 0 was treated as padding although the config names another"
 
 
 @pytest.mark.claim("mask.fully-masked-row", kind="exact")

@@ -73,6 +73,16 @@ def test_noam_rate_rises_linearly_peaks_at_warmup_and_decays_as_inverse_sqrt(d_m
 
 
 @pytest.mark.claim("train.noam-schedule", kind="exact")
+@pytest.mark.parametrize("step", [1, 100, 3999, 4000, 4001, 16000, 100_000])
+def test_noam_rate_is_the_papers_equation_3_at_its_own_constants(step):
+    """Equation 3 of the paper, lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5), at its base
+    model's d_model = 512 and warmup_steps = 4000, with noam_rate's own default factor: the shape properties
+    above hold for any constant factor, so only the values pin it."""
+    published = 512 ** -0.5 * min(step ** -0.5, step * 4000 ** -1.5)
+    assert noam_rate(step, 512, 4000) == pytest.approx(published, rel=FLOAT64.rtol, abs=0)
+
+
+@pytest.mark.claim("train.noam-schedule", kind="exact")
 @given(d_model=st.integers(1, 1024), warmup=st.integers(1, 40), steps=st.integers(1, 80))
 def test_the_optimiser_follows_the_schedule_step_by_step(d_model, warmup, steps):
     """make_optimizer + noam_scheduler: the rate used by the k-th optimiser step is lr(k), steps from 1."""
@@ -224,9 +234,26 @@ def test_presets_carry_the_paper_hyper_parameters(preset, d, d_ff, h, p_drop):
     scheduler = noam_scheduler(optimizer, config)
     rates = [scheduler.lr_lambdas[0](k - 1) for k in (3999, 4000, 4001)]
     assert rates[1] > rates[0] and rates[1] > rates[2] and rates[1] == pytest.approx((d * 4000) ** -0.5)
-    smoothed = LabelSmoothingLoss(config.tgt_vocab_size, config.label_smoothing).smoothed_targets(torch.tensor([5]))
+    smoothed = LabelSmoothingLoss.from_config(config).smoothed_targets(torch.tensor([5]))
     assert smoothed[0, 5] == pytest.approx(0.9) and smoothed.sum() == pytest.approx(1.0)
     assert smoothed[0, config.pad_id] == 0, "label smoothing must not put mass on padding"
+
+
+@pytest.mark.claim("train.paper-config", kind="exact")
+@given(pad_id=st.integers(1, 9), seed=seeds)
+def test_label_smoothing_from_a_config_uses_its_pad_id_not_zero(pad_id, seed):
+    """LabelSmoothingLoss.from_config reads the pad id the config names (here 1 to 9, never 0): that id gets
+    no smoothing mass and positions whose target is it do not count, while id 0 is an ordinary token."""
+    config = TransformerConfig.tiny(vocab_size=10, pad_id=pad_id)
+    loss = LabelSmoothingLoss.from_config(config)
+    dist = loss.smoothed_targets(torch.tensor([0, (pad_id + 1) % 10]), torch.float64)
+    assert (dist[:, pad_id] == 0).all() and (dist[1, 0] > 0 or (pad_id + 1) % 10 == 0)
+    assert dist[0, 0] == pytest.approx(1 - config.label_smoothing)
+    g = torch.Generator().manual_seed(seed)
+    log_probs = torch.log_softmax(torch.randn(4, 10, generator=g, dtype=torch.float64), -1)
+    target = torch.tensor([0, pad_id, 3 if pad_id != 3 else 4, pad_id])
+    kept = target != pad_id
+    torch.testing.assert_close(loss(log_probs, target), loss(log_probs[kept], target[kept]), **TOL)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -173,9 +173,9 @@ def test_schedule_steps_count_from_one():
 
 def test_label_smoothing_checks():
     with pytest.raises(ValueError, match=r"smoothing must be in \[0, 1\)"):
-        LabelSmoothingLoss(5, smoothing=1.5)
+        LabelSmoothingLoss(5, smoothing=1.5, pad_id=None)
     with pytest.raises(ValueError, match="do not match target"):
-        LabelSmoothingLoss(5)(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+        LabelSmoothingLoss(5, pad_id=None)(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
 
 
 def test_causal_mask_shape():
