@@ -34,6 +34,19 @@ def clopper_pearson(successes: int, n: int, alpha: float) -> tuple[float, float]
     return float(ci.low), float(ci.high)
 
 
+def proportion_bound_power(n: int, alpha: float, threshold: float, p_true: float, *, above: bool = True) -> float:
+    """P(the (1 - alpha) Clopper-Pearson interval of n trials lies wholly above ``threshold``, or wholly below it
+    with above=False) when the true proportion is p_true: the power of asserting "the rate exceeds threshold"."""
+    k = np.arange(n + 1)
+    if above:
+        low = np.where(k > 0, scipy.stats.beta.ppf(alpha / 2, np.maximum(k, 1), n - k + 1), 0.0)
+        passing = k[low > threshold]
+        return float(scipy.stats.binom.sf(passing.min() - 1, n, p_true)) if passing.size else 0.0
+    high = np.where(k < n, scipy.stats.beta.ppf(1 - alpha / 2, k + 1, np.maximum(n - k, 1)), 1.0)
+    passing = k[high < threshold]
+    return float(scipy.stats.binom.cdf(passing.max(), n, p_true)) if passing.size else 0.0
+
+
 # ------------------------------------------------------------------------------------------------
 # Binomial floor: "the event happens in at least a fraction p_claim of independent trials"
 # ------------------------------------------------------------------------------------------------

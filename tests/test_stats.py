@@ -25,6 +25,7 @@ from properties.stats import (
     median_interval,
     median_interval_power,
     median_of_means,
+    proportion_bound_power,
     seeds_for_power,
     separated_power,
     sign_test_rank,
@@ -143,3 +144,14 @@ def test_the_shares_of_the_false_alarm_budget_add_up_to_at_most_the_budget():
     shares = tolerances.ALPHA_SHARES
     assert len(shares) >= 10 and all(0 < a for a in shares.values())
     assert math.fsum(shares.values()) <= tolerances.FALSE_ALARM_BUDGET * (1 + 1e-12), shares
+
+
+def test_proportion_bound_power_matches_simulation():
+    torch.manual_seed(6)
+    n, alpha = 200, 1e-3
+    for above, threshold, p in ((True, 0.5, 0.62), (False, 0.1, 0.04)):
+        counts = (torch.rand(4000, n) < p).sum(1)
+        table = {int(x): clopper_pearson(int(x), n, alpha) for x in counts.unique()}  # one interval per count
+        rate = sum((table[int(x)][0] > threshold) if above else (table[int(x)][1] < threshold) for x in counts) / 4000
+        power = proportion_bound_power(n, alpha, threshold, p, above=above)
+        assert abs(rate - power) <= 5 * math.sqrt(power * (1 - power) / 4000) + 1e-3, (above, rate, power)
