@@ -171,7 +171,13 @@ def median_of_means(x: torch.Tensor, *, sigma: float, alpha: float) -> tuple[flo
     if m == 0:
         raise ValueError(f"{x.numel()} values are fewer than the {K} groups level {alpha} needs")
     means = x.flatten()[: K * m].reshape(K, m).mean(1)
-    return float(means.median()), c * sigma / math.sqrt(m)
+    return float(means.median()), median_of_means_half_width(x.numel(), sigma=sigma, alpha=alpha)
+
+
+def median_of_means_half_width(n: int, *, sigma: float, alpha: float) -> float:
+    """The half-width median_of_means gives n values of standard deviation at most sigma."""
+    c, K = _median_of_means_plan(alpha)
+    return c * sigma / math.sqrt(n // K)
 
 
 def empirical_bernstein(x: torch.Tensor, alpha: float) -> tuple[float, float]:
