@@ -34,7 +34,8 @@ from torch import nn
 
 from proofs.closed_forms import dropout_scale, noam_lr, noam_peak
 from properties.strategies import model_configs, seeds
-from properties.tolerances import FALSE_ALARM_RATE, FLOAT64, FLOAT64_DEEP
+from properties.stats import hoeffding_half_width, separated_power
+from properties.tolerances import ALPHA_DROPOUT, FLOAT64, FLOAT64_DEEP
 from transformer import (
     InputEmbedding,
     LabelSmoothingLoss,
@@ -124,7 +125,8 @@ def test_eval_mode_is_deterministic_and_equals_the_p0_model(config, p_drop, attn
 def test_inverted_dropout_keeps_the_expectation(p, measure):
     """The model's embedding dropout in training mode: each entry becomes 0 or (eval value) / (1 - p), exactly;
     the share of zeros is p (exact binomial test) and the mean of train/eval ratios is 1 (Hoeffding bound
-    for values in [0, 1/(1-p)]). Each test at 5e-7: false-alarm rate <= 1e-6."""
+    for values in [0, 1/(1-p)]). Four decisions over the two rates, ALPHA_DROPOUT / 4 each."""
+    alpha = ALPHA_DROPOUT / 4
     config = TransformerConfig.tiny(vocab_size=50, d_model=256, h=1, p_drop=p, pad_id=None)
     torch.manual_seed(0)
     embed = InputEmbedding(config, 50).double()
@@ -137,14 +139,18 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
     zero = ratio == 0
     torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **TOL)
     zeros = scipy.stats.binomtest(int(zero.sum()), n, p)
-    half_width = scale * math.sqrt(math.log(2 / (FALSE_ALARM_RATE / 2)) / (2 * n))
+    # accepted counts [a, b] of the two-sided exact test; its power against a drop rate off by one point
+    a, b = (int(scipy.stats.binom.ppf(q, n, p)) for q in (alpha / 2, 1 - alpha / 2))
+    power = float(scipy.stats.binom.cdf(a - 1, n, p + 0.01) + scipy.stats.binom.sf(b, n, p + 0.01))
+    half_width = hoeffding_half_width(n, alpha, value_range=scale)
     mean = float(ratio.detach().mean())
-    interval = zeros.proportion_ci(confidence_level=1 - FALSE_ALARM_RATE / 2)
-    measure("dropped_fraction", int(zero.sum()) / n, interval=[interval.low, interval.high],
-            confidence=1 - FALSE_ALARM_RATE / 2, n=n, p=p)
-    measure("mean_train_over_eval", mean, interval=[mean - half_width, mean + half_width],
-            confidence=1 - FALSE_ALARM_RATE / 2, n=n, expected=1.0, p=p, kept_scale=scale)
-    assert zeros.pvalue > FALSE_ALARM_RATE / 2, f"dropped {int(zero.sum()) / n:.4f}, expected {p}"
+    interval = zeros.proportion_ci(confidence_level=1 - alpha)
+    measure("dropped_fraction", int(zero.sum()) / n, params={"p": p}, interval=[interval.low, interval.high], alpha=alpha,
+            power=power, alternative=f"a drop rate of p + 0.01 = {p + 0.01:.2f}", n=n)
+    measure("mean_train_over_eval", mean, params={"p": p}, interval=[mean - half_width, mean + half_width], alpha=alpha,
+            power=separated_power(1.0, 1 - p, half_width, half_width * (1 - p), alpha),
+            alternative=f"no rescaling of the kept units: mean 1 - p = {1 - p:.1f}", n=n, expected=1.0, kept_scale=scale)
+    assert zeros.pvalue > alpha, f"dropped {int(zero.sum()) / n:.4f}, expected {p}"
     assert abs(mean - 1.0) <= half_width, f"mean ratio {mean:.4f} is not 1 within {half_width:.4f}"
 
 
