@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from proofs.closed_forms import dropout_scale, noam_lr, noam_peak
-from properties.strategies import model_configs, seeds
 from properties.stats import hoeffding_half_width, separated_power
+from properties.strategies import model_configs, seeds
 from properties.tolerances import ALPHA_DROPOUT, FLOAT64, FLOAT64_DEEP
 from transformer import (
     InputEmbedding,
