@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from transformer import (
     AdditiveAttention,
@@ -20,7 +21,7 @@ from transformer import (
 )
 from transformer.embeddings import InputEmbedding
 from transformer.masks import combine
-from transformer.training import LabelSmoothingLoss
+from transformer.training import LabelSmoothingLoss, noam_rate
 
 LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -154,3 +155,30 @@ def test_mask_helpers():
 def test_teacher_forcing_pair_needs_bos_and_a_token():
     with pytest.raises(ValueError, match="seq >= 2"):
         teacher_forcing_pair(torch.tensor([[1]]))
+
+
+def test_presets_share_one_vocabulary_between_source_and_target_and_keep_overrides():
+    for preset in (TransformerConfig.base, TransformerConfig.big, TransformerConfig.tiny):
+        config = preset(123, n_encoder_layers=3)
+        assert (config.src_vocab_size, config.tgt_vocab_size, config.n_encoder_layers) == (123, 123, 3), preset
+
+
+def test_noam_scheduler_passes_its_factor_to_the_rate():
+    config = TransformerConfig.tiny(warmup_steps=10)
+    for factor in (0.5, 3.0):
+        optimizer = make_optimizer(nn.Linear(2, 2), config)
+        scheduler = noam_scheduler(optimizer, config, factor=factor)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(factor * noam_rate(1, config.d_model, 10))
+        del scheduler
+
+
+def test_teacher_forcing_loss_honours_an_explicit_source_mask():
+    """The source mask given to teacher_forcing_loss reaches the model: hiding source tokens changes the loss."""
+    torch.manual_seed(0)
+    config = TransformerConfig.tiny(vocab_size=7, pad_id=None)
+    model = Transformer(config).double().eval()
+    loss_fn = LabelSmoothingLoss.from_config(config)
+    src, tgt = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[5, 6, 1, 2, 3]])
+    hidden = torch.tensor([[True, True, False, False]])
+    with torch.no_grad():
+        assert teacher_forcing_loss(model, src, tgt, loss_fn, hidden) != teacher_forcing_loss(model, src, tgt, loss_fn)
