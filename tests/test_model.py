@@ -21,6 +21,7 @@ from transformer import (
 )
 from transformer.embeddings import InputEmbedding
 from transformer.masks import combine
+from transformer.tokenisers import train_wordpiece
 from transformer.training import LabelSmoothingLoss, noam_rate
 
 LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
@@ -182,3 +183,31 @@ def test_teacher_forcing_loss_honours_an_explicit_source_mask():
     hidden = torch.tensor([[True, True, False, False]])
     with torch.no_grad():
         assert teacher_forcing_loss(model, src, tgt, loss_fn, hidden) != teacher_forcing_loss(model, src, tgt, loss_fn)
+
+
+def test_label_smoothing_without_pad_id_counts_every_position():
+    """pad_id=None: the loss is the mean over all positions of the cross-entropy with the smoothed targets."""
+    loss_fn = LabelSmoothingLoss(5, 0.2, pad_id=None)
+    g = torch.Generator().manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(2, 3, 5, generator=g, dtype=torch.float64), -1)
+    target = torch.tensor([[0, 1, 4], [2, 0, 3]])
+    expected = -(loss_fn.smoothed_targets(target.flatten(), torch.float64) * log_probs.reshape(6, 5)).sum(-1).mean()
+    torch.testing.assert_close(loss_fn(log_probs, target), expected)
+
+
+def test_label_smoothing_refuses_epsilon_one():
+    with pytest.raises(ValueError, match="smoothing"):
+        LabelSmoothingLoss(5, 1.0, pad_id=None)
+
+
+def test_head_projections_of_a_float64_model_are_float64():
+    for qk in ("separate", "none"):
+        mha = MultiHeadAttention(8, 2, qk_projection=qk).double()
+        assert {w.dtype for w in mha.head_projections(1).values()} == {torch.float64}, qk
+
+
+def test_trained_wordpiece_keeps_berts_word_limit_and_its_prefix():
+    """BERT's WordPiece default max_input_chars_per_word is 100; a chosen continuation prefix is used throughout."""
+    assert train_wordpiece(["hug hugs pug"], 30).max_input_chars_per_word == 100
+    model = train_wordpiece(["hug hugs pug"], 30, prefix="@@")
+    assert any(t.startswith("@@") for t in model.vocab) and not any(t.startswith("##") for t in model.vocab)
