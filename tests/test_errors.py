@@ -145,6 +145,12 @@ def test_token_ids_must_be_two_dimensional(model):
         model(torch.ones(3, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("src_shape,tgt_shape", [((2, 3), (1, 2)), ((1, 3), (1,)), ((3,), (3, 2))])
+def test_source_and_target_need_the_same_batch_and_two_dimensions(model, src_shape, tgt_shape):
+    with pytest.raises(ValueError, match=r"src and tgt must be \(batch, seq\) with the same batch"):
+        model(torch.ones(src_shape, dtype=torch.long), torch.ones(tgt_shape, dtype=torch.long))
+
+
 def test_sequence_longer_than_the_learned_position_table(model):
     with pytest.raises(ValueError, match=r"position 5 is past the learned position table \(max_len=5\)"):
         model.encode(torch.ones(1, 6, dtype=torch.long))

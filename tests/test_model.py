@@ -211,3 +211,13 @@ def test_trained_wordpiece_keeps_berts_word_limit_and_its_prefix():
     assert train_wordpiece(["hug hugs pug"], 30).max_input_chars_per_word == 100
     model = train_wordpiece(["hug hugs pug"], 30, prefix="@@")
     assert any(t.startswith("@@") for t in model.vocab) and not any(t.startswith("##") for t in model.vocab)
+
+
+def test_bert_names_with_the_task_model_prefix_map_like_bare_ones():
+    """A checkpoint saved from a BERT task model prefixes every name with "bert."; the loader strips it."""
+    from transformer.pretrained import bert_state_dict_to_ours
+
+    t = torch.zeros(1)
+    bare = bert_state_dict_to_ours({"embeddings.word_embeddings.weight": t, "encoder.layer.3.output.dense.bias": t})
+    assert bert_state_dict_to_ours({"bert." + k: v for k, v in
+                                    {"embeddings.word_embeddings.weight": t, "encoder.layer.3.output.dense.bias": t}.items()}) == bare
