@@ -218,6 +218,5 @@ def test_bert_names_with_the_task_model_prefix_map_like_bare_ones():
     from transformer.pretrained import bert_state_dict_to_ours
 
     t = torch.zeros(1)
-    bare = bert_state_dict_to_ours({"embeddings.word_embeddings.weight": t, "encoder.layer.3.output.dense.bias": t})
-    assert bert_state_dict_to_ours({"bert." + k: v for k, v in
-                                    {"embeddings.word_embeddings.weight": t, "encoder.layer.3.output.dense.bias": t}.items()}) == bare
+    names = {"embeddings.word_embeddings.weight": t, "encoder.layer.3.output.dense.bias": t}
+    assert bert_state_dict_to_ours({"bert." + k: v for k, v in names.items()}) == bert_state_dict_to_ours(names)
