@@ -82,6 +82,13 @@ def binomial_floor(n: int, p_claim: float, p_wrong: float, alpha: float) -> Bino
     return BinomialFloor(n, p_claim, p_wrong, threshold, size, power)
 
 
+def binomial_equal_tails(n: int, p0: float, alpha: float, p_wrong: float) -> tuple[int, int, float]:
+    """Accepted counts [a, b] of the two-sided test of p = p0 with alpha / 2 in each tail (each tail's exact
+    size is at most alpha / 2), and its power when the true rate is p_wrong."""
+    a, b = (int(scipy.stats.binom.ppf(q, n, p0)) for q in (alpha / 2, 1 - alpha / 2))
+    return a, b, float(scipy.stats.binom.cdf(a - 1, n, p_wrong) + scipy.stats.binom.sf(b, n, p_wrong))
+
+
 def seeds_for_power(p_claim: float, p_wrong: float, alpha: float, power: float) -> int:
     """The fewest trials whose floor test reaches ``power`` against p_wrong at level alpha."""
     n = 1

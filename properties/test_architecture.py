@@ -43,7 +43,6 @@ Property -> bug it kills:
 from __future__ import annotations
 
 import pytest
-import scipy.stats
 import torch
 import torch.nn.functional as F
 from hypothesis import given
@@ -63,7 +62,7 @@ from proofs.closed_forms import (
     mha_params,
     transformer_params_from_config,
 )
-from properties.stats import binomial_floor, clopper_pearson
+from properties.stats import binomial_equal_tails, binomial_floor, clopper_pearson
 from properties.strategies import (
     encoder_decoder_cases,
     gaussian,
@@ -276,15 +275,11 @@ def test_half_of_relu_units_are_dead_for_symmetric_inputs(measure):
     out = _relu_through_ffn(d)(x)
     out.sum().backward()
     dead = int((x.grad == 0).sum())
-    test = scipy.stats.binomtest(dead, n * d, 0.5)
-    # accepted counts [a, b]: two-sided exact test at ALPHA_RELU; power against a dead fraction of 0.49
-    a, b = (int(scipy.stats.binom.ppf(q, n * d, 0.5)) for q in (ALPHA_RELU / 2, 1 - ALPHA_RELU / 2))
-    power = float(scipy.stats.binom.cdf(a - 1, n * d, 0.49) + scipy.stats.binom.sf(b, n * d, 0.49))
-    interval = test.proportion_ci(confidence_level=1 - ALPHA_RELU)
-    measure("dead_fraction", dead / (n * d), interval=[interval.low, interval.high], alpha=ALPHA_RELU, power=power,
-            alternative="a dead fraction of 0.49", n=n * d, expected=0.5)
+    a, b, power = binomial_equal_tails(n * d, 0.5, ALPHA_RELU, 0.49)  # two-sided exact test, power against 0.49
+    measure("dead_fraction", dead / (n * d), interval=list(clopper_pearson(dead, n * d, ALPHA_RELU)), alpha=ALPHA_RELU,
+            power=power, alternative="a dead fraction of 0.49", n=n * d, expected=0.5, accepted=[a, b])
     measure("mean_output", float(out.detach().mean()), expected=(2 * torch.pi) ** -0.5, n=n * d)
-    assert test.pvalue > ALPHA_RELU, f"dead fraction {dead / (n * d):.5f} is not 1/2 (p = {test.pvalue:.2e})"
+    assert a <= dead <= b, f"dead fraction {dead / (n * d):.5f} is not 1/2 (accepted counts [{a}, {b}])"
 
 
 # ---------------------------------------------------------------------------------------------------

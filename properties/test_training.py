@@ -26,14 +26,18 @@ from __future__ import annotations
 import math
 
 import pytest
-import scipy.stats
 import torch
 from hypothesis import given, note
 from hypothesis import strategies as st
 from torch import nn
 
 from proofs.closed_forms import dropout_scale, noam_lr, noam_peak
-from properties.stats import hoeffding_half_width, separated_power
+from properties.stats import (
+    binomial_equal_tails,
+    clopper_pearson,
+    hoeffding_half_width,
+    separated_power,
+)
 from properties.strategies import model_configs, seeds
 from properties.tolerances import ALPHA_DROPOUT, FLOAT64, FLOAT64_DEEP
 from transformer import (
@@ -138,19 +142,16 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
     n, scale = ratio.numel(), dropout_scale(p)
     zero = ratio == 0
     torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **TOL)
-    zeros = scipy.stats.binomtest(int(zero.sum()), n, p)
-    # accepted counts [a, b] of the two-sided exact test; its power against a drop rate off by one point
-    a, b = (int(scipy.stats.binom.ppf(q, n, p)) for q in (alpha / 2, 1 - alpha / 2))
-    power = float(scipy.stats.binom.cdf(a - 1, n, p + 0.01) + scipy.stats.binom.sf(b, n, p + 0.01))
+    dropped = int(zero.sum())
+    a, b, power = binomial_equal_tails(n, p, alpha, p + 0.01)  # two-sided exact test, power against p + 0.01
     half_width = hoeffding_half_width(n, alpha, value_range=scale)
     mean = float(ratio.detach().mean())
-    interval = zeros.proportion_ci(confidence_level=1 - alpha)
-    measure("dropped_fraction", int(zero.sum()) / n, params={"p": p}, interval=[interval.low, interval.high], alpha=alpha,
-            power=power, alternative=f"a drop rate of p + 0.01 = {p + 0.01:.2f}", n=n)
+    measure("dropped_fraction", dropped / n, params={"p": p}, interval=list(clopper_pearson(dropped, n, alpha)),
+            alpha=alpha, power=power, alternative=f"a drop rate of p + 0.01 = {p + 0.01:.2f}", n=n, accepted=[a, b])
     measure("mean_train_over_eval", mean, params={"p": p}, interval=[mean - half_width, mean + half_width], alpha=alpha,
             power=separated_power(1.0, 1 - p, half_width, half_width * (1 - p), alpha),
             alternative=f"no rescaling of the kept units: mean 1 - p = {1 - p:.1f}", n=n, expected=1.0, kept_scale=scale)
-    assert zeros.pvalue > alpha, f"dropped {int(zero.sum()) / n:.4f}, expected {p}"
+    assert a <= dropped <= b, f"dropped {dropped / n:.4f}, expected {p} (accepted counts [{a}, {b}])"
     assert abs(mean - 1.0) <= half_width, f"mean ratio {mean:.4f} is not 1 within {half_width:.4f}"
 
 

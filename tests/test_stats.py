@@ -16,6 +16,7 @@ import torch
 
 from properties import tolerances
 from properties.stats import (
+    binomial_equal_tails,
     binomial_floor,
     chi2_variance_bounds,
     chi2_variance_power,
@@ -155,3 +156,14 @@ def test_proportion_bound_power_matches_simulation():
         rate = sum((table[int(x)][0] > threshold) if above else (table[int(x)][1] < threshold) for x in counts) / 4000
         power = proportion_bound_power(n, alpha, threshold, p, above=above)
         assert abs(rate - power) <= 5 * math.sqrt(power * (1 - power) / 4000) + 1e-3, (above, rate, power)
+
+
+def test_binomial_equal_tails_has_at_most_its_size_and_its_power():
+    n, p0, alpha = 500, 0.3, 0.01
+    a, b, power = binomial_equal_tails(n, p0, alpha, 0.35)
+    size = scipy.stats.binom.cdf(a - 1, n, p0) + scipy.stats.binom.sf(b, n, p0)
+    assert size <= alpha and scipy.stats.binom.cdf(a, n, p0) > alpha / 2  # the region cannot shrink further on the left
+    torch.manual_seed(7)
+    k = (torch.rand(20000, n) < 0.35).sum(1)
+    rate = float(((k < a) | (k > b)).double().mean())
+    assert abs(rate - power) <= 5 * math.sqrt(power * (1 - power) / 20000)
