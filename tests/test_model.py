@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -220,3 +222,29 @@ def test_bert_names_with_the_task_model_prefix_map_like_bare_ones():
     t = torch.zeros(1)
     names = {"embeddings.word_embeddings.weight": t, "encoder.layer.3.output.dense.bias": t}
     assert bert_state_dict_to_ours({"bert." + k: v for k, v in names.items()}) == bert_state_dict_to_ours(names)
+
+
+def test_additive_attention_scores_are_bahdanaus_without_biases():
+    """Bahdanau et al. 2015, appendix A.1.2: e_ij = v^T tanh(W q_i + U k_j), three weight matrices and no bias."""
+    torch.manual_seed(0)
+    attn = AdditiveAttention(4, 6).double()
+    assert {n for n, _ in attn.named_parameters()} == {"w_q.weight", "w_k.weight", "v.weight"}
+    q, k = torch.randn(1, 2, 4, dtype=torch.float64), torch.randn(1, 3, 4, dtype=torch.float64)
+    _, weights = attn(q, k, k)
+    e = torch.tanh((q @ attn.w_q.weight.T)[:, :, None] + (k @ attn.w_k.weight.T)[:, None]) @ attn.v.weight[0]
+    torch.testing.assert_close(weights, torch.softmax(e, -1))
+
+
+def test_mean_pool_averages_the_real_tokens_then_normalises():
+    from transformer.pretrained import mean_pool
+
+    hidden = torch.tensor([[[3.0, 0.0], [1.0, 4.0], [100.0, 100.0]]], dtype=torch.float64)  # (1, 3, 2)
+    pooled = mean_pool(hidden, torch.tensor([[True, True, False]]))
+    torch.testing.assert_close(pooled, torch.tensor([[2.0, 2.0]], dtype=torch.float64) / math.sqrt(8))
+    assert mean_pool(hidden, torch.zeros(1, 3, dtype=torch.bool)).abs().max() == 0  # nothing real: zeros
+
+
+def test_out_of_range_target_ids_are_named_as_targets():
+    model = Transformer(TransformerConfig.tiny(vocab_size=7))
+    with pytest.raises(ValueError, match="target token ids out of range"):
+        model.decode(torch.tensor([[9]]), model.encode(torch.tensor([[1, 2]])))
