@@ -248,3 +248,19 @@ def test_out_of_range_target_ids_are_named_as_targets():
     model = Transformer(TransformerConfig.tiny(vocab_size=7))
     with pytest.raises(ValueError, match="target token ids out of range"):
         model.decode(torch.tensor([[9]]), model.encode(torch.tensor([[1, 2]])))
+
+
+def test_bert_config_maps_every_field_of_a_bert_checkpoint_config():
+    """A BERT config unlike MiniLM's (3 layers, 77 positions, no position_embedding_type: absolute by default)
+    becomes an encoder-only, post-LN, unscaled, untied configuration of exactly that shape, without dropout and
+    without a pad id (BERT's padding comes as an explicit mask)."""
+    from transformer.pretrained import bert_config
+
+    config = bert_config({"hidden_act": "gelu", "vocab_size": 50, "hidden_size": 12, "num_attention_heads": 3,
+                          "intermediate_size": 20, "num_hidden_layers": 3, "layer_norm_eps": 1e-7,
+                          "max_position_embeddings": 77, "type_vocab_size": 2})
+    assert (config.src_vocab_size, config.tgt_vocab_size, config.d_model, config.h, config.d_ff) == (50, 50, 12, 3, 20)
+    assert (config.n_encoder_layers, config.n_decoder_layers, config.max_len, config.layer_norm_eps) == (3, 0, 77, 1e-7)
+    assert (config.norm_placement, config.positional, config.tying, config.activation) == ("post", "learned", "none", "gelu")
+    assert config.scale_embedding is False and config.embedding_norm is True and config.pad_id is None
+    assert config.p_drop == 0.0 and config.type_vocab_size == 2
