@@ -392,6 +392,35 @@ CATALOGUE: tuple[Mutant, ...] = (
         "the cached target padding mask is extended in the wrong order (new positions first)",
         (Patch(MODEL, "torch.cat([past, key_allowed], dim=1)", "torch.cat([key_allowed, past], dim=1)"),),
     ),
+    Mutant(
+        "alibi-slopes-reversed", "embeddings",
+        "ALiBi slopes assigned to the heads in reverse order (the gentlest slope on head 1): every relative-position "
+        "property still holds",
+        (Patch(EMB, "    slopes = _geometric_slopes(p)\n", "    slopes = _geometric_slopes(p).flip(0)\n"),),
+        hints=("alibi",),
+    ),
+    Mutant(
+        "alibi-slopes-geometric-for-every-h", "embeddings",
+        "ALiBi slopes 2^(-8j/h) for every head count, not the reference construction when h is not a power of two",
+        (Patch(EMB, "    p = 2 ** int(math.floor(math.log2(h)))\n", "    p = h\n"),),
+        hints=("alibi",),
+    ),
+    Mutant(
+        "rope-halves-pairing", "embeddings",
+        "RoPE rotates the pairs (i, i + d/2) (the rotate-half layout) while this model documents interleaved pairs "
+        "(2i, 2i+1): still relative, but another layout than the documented one and than checkpoints expect",
+        (Patch(EMB, "        even, odd = x[..., 0::2], x[..., 1::2]  # (B, H, S, d_k/2)\n",
+               "        even, odd = x[..., : self.d_k // 2], x[..., self.d_k // 2 :]  # (B, H, S, d_k/2)\n"),
+         Patch(EMB, "        return rotated.flatten(-2)\n", "        return torch.cat([rotated[..., 0], rotated[..., 1]], dim=-1)\n")),
+        "https://github.com/karpathy/nanochat/issues/264",
+        hints=("rotary", "rope"),
+    ),
+    Mutant(
+        "rope-frequency-sign", "embeddings",
+        "RoPE frequencies base^(+2i/d) instead of base^(-2i/d): the scores still depend on m - n only",
+        (Patch(EMB, "self.base ** (-two_i / self.d_k)", "self.base ** (two_i / self.d_k)"),),
+        hints=("rotary", "rope"),
+    ),
     # ------------------------------------------------------------------ training
     Mutant(
         "label-smoothing-onto-padding", "training",
@@ -404,6 +433,12 @@ CATALOGUE: tuple[Mutant, ...] = (
         "warmup-exponent", "training", "warmup term step * warmup^-0.5 instead of warmup^-1.5: the peak moves to warmup^(1/3)",
         (Patch(TRAINING, "min(step ** -0.5, step * warmup_steps ** -1.5)", "min(step ** -0.5, step * warmup_steps ** -0.5)"),),
         "https://github.com/Kyubyong/transformer/issues/89",
+    ),
+    Mutant(
+        "noam-default-factor", "training",
+        "noam_rate's default factor 2 instead of equation 3's 1: the schedule's shape is unchanged",
+        (Patch(TRAINING, "warmup_steps: int, factor: float = 1.0) -> float:", "warmup_steps: int, factor: float = 2.0) -> float:"),),
+        hints=("noam",),
     ),
     # ------------------------------------------------------------------ tokenisers
     Mutant(
@@ -441,6 +476,24 @@ CATALOGUE: tuple[Mutant, ...] = (
                "            pieces.insert(0, piece)\n"
                "            end = start\n"),),
         "https://github.com/axa-group/nlp.js/issues/1192",
+    ),
+    Mutant(
+        "pad-id-literal-zero", "masks",
+        "the model derives padding from the literal id 0 instead of the pad id its config names",
+        (Patch(MODEL, "ids != self.config.pad_id", "ids != 0"),),
+        hints=("pad_id", "padding"),
+    ),
+    Mutant(
+        "bpe-decode-strict", "tokenisers",
+        "ByteBPE.decode without errors=\"replace\": ids that end inside a character raise instead of giving U+FFFD",
+        (Patch(TOK, '.decode("utf-8", errors="replace")', '.decode("utf-8")'),),
+        hints=("bpe",),
+    ),
+    Mutant(
+        "wordpiece-limit-inclusive", "tokenisers",
+        "WordPiece refuses a word of exactly max_input_chars_per_word characters (>= instead of >)",
+        (Patch(TOK, "        if len(word) > self.max_input_chars_per_word:\n", "        if len(word) >= self.max_input_chars_per_word:\n"),),
+        hints=("wordpiece",),
     ),
 )
 

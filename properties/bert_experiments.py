@@ -39,7 +39,8 @@ def minilm_identity() -> str:
 
 
 ATTENTION_SENTENCES = 128  # template sentences for the attention statistics
-PRUNE_SENTENCES = 24  # the first 12 paraphrase pairs, for head removal
+PRUNE_SENTENCES = 64  # all 32 paraphrase pairs, for head removal
+RANK_SENTENCES = 32  # the first 16 pairs rank the heads; the pruning curves are scored on the other 16
 PRUNE_STEP = 6  # heads removed per step of the pruning curve
 CONTROL_STEPS = (6, 12, 18, 36)  # the same counts removed most-important first
 
@@ -151,9 +152,10 @@ def head_measurements() -> dict:
 
     shift (L, H, N): 1 - cos(embedding, embedding with that one head removed);
     paraphrase (N,): 1 - cos(embedding, its paraphrase's embedding);
-    removal_order (L*H,): heads sorted by mean shift, least first;
-    least_first (K, N, N) / most_first (C, N, N): sentence cosine similarities with the first k heads of the
-    order (or of the reversed order) removed, k in `least_first_k` / `most_first_k`.
+    removal_order (L*H,): heads sorted by their mean shift over the first RANK_SENTENCES sentences, least first;
+    least_first (K, M, M) / most_first (C, M, M): cosine similarities of the other M = N - RANK_SENTENCES
+    sentences (never used for the order) with the first k heads of the order (or of the reversed order) removed,
+    k in `least_first_k` / `most_first_k`.
     """
     from transformer.masks import key_padding_mask
     from transformer.pretrained import load_minilm, mean_pool, minilm_tokenizer
@@ -171,11 +173,11 @@ def head_measurements() -> dict:
             x = layer(x, allowed)
         full = mean_pool(x, key_allowed)
 
-        def embed_from(start: int) -> torch.Tensor:
-            y = inputs[start]
+        def embed_from(start: int, rows: slice = slice(None)) -> torch.Tensor:
+            y = inputs[start][rows]
             for layer in layers[start:]:
-                y = layer(y, allowed)
-            return mean_pool(y, key_allowed)
+                y = layer(y, allowed[rows])
+            return mean_pool(y, key_allowed[rows])
 
         L, H = gates.gates.shape
         shift = torch.zeros(L, H, PRUNE_SENTENCES)
@@ -184,12 +186,12 @@ def head_measurements() -> dict:
                 gates.gates[l, h] = 0.0
                 shift[l, h] = 1 - (embed_from(l) * full).sum(-1)
                 gates.gates[l, h] = 1.0
-        order = shift.mean(-1).flatten().argsort()
+        order = shift[..., :RANK_SENTENCES].mean(-1).flatten().argsort()
 
         def similarities(removed: torch.Tensor) -> torch.Tensor:
             gates.gates.fill_(1.0)
             gates.gates.view(-1)[removed] = 0.0
-            e = embed_from(0)
+            e = embed_from(0, slice(RANK_SENTENCES, None))
             return e @ e.T
 
         least_k = list(range(0, L * H + 1, PRUNE_STEP))

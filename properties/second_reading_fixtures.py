@@ -1,6 +1,6 @@
 """Computed-once measurements of all-MiniLM-L6-v2 for the rank of sparse heads and for pruning controls.
 
-Two questions about the pretrained heads, both answered with the cache of `trained_fixtures`:
+Two questions about the pretrained heads, both answered with the cache of `properties._cache`:
 
 * Is a sparse attention map a low-rank one? Per head, on template sentences: how concentrated its rows
   are (mass on the largest key) and how many singular directions its (n, n) map needs (effective rank).
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from properties.trained_fixtures import PRUNE_SENTENCES, encode, paraphrase_sentences, template_sentences
+from properties.bert_experiments import PRUNE_SENTENCES, encode
+from properties.sentences import paraphrase_sentences, template_sentences
 
 RANK_SENTENCES = 32  # template sentences for the singular values of every head's map
 CONTROL_DRAWS = 8  # random removals of as many parameters as one head holds, per kind of control
@@ -31,7 +32,7 @@ def effective_rank(weights: torch.Tensor) -> tuple[float, int]:
 def rank_measurements() -> dict:
     """Per sentence and head (N, L, H): the real length n, the mean largest row weight, the mean mass on
     the previous token and on [CLS] + [SEP], the effective rank and the 90%-energy rank of the map."""
-    from properties.trained_fixtures import row_statistics
+    from properties.bert_experiments import row_statistics
     from transformer.pretrained import load_minilm, minilm_tokenizer
 
     model, tokenizer = load_minilm(torch.float32), minilm_tokenizer()

@@ -12,7 +12,6 @@ implementation.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import pytest
@@ -20,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from proofs.closed_forms import (
@@ -35,13 +33,27 @@ from properties.conformance import (
     load_user_implementation,
     reference_attention,
 )
+from properties.stats import (
+    clopper_pearson,
+    empirical_bernstein,
+    median_interval,
+    median_of_means,
+    median_of_means_half_width,
+    proportion_bound_power,
+    separated_power,
+)
 from properties.strategies import (
     attention_cases,
     attention_layouts,
     gaussian,
     seeds,
 )
-from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
+from properties.tolerances import (
+    ALPHA_QK_VARIANCE,
+    ALPHA_QK_VARIANCE_INIT,
+    ALPHA_UNSCALED_GRADIENT,
+    FLOAT64,
+)
 from transformer import MultiHeadAttention
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 from transformer.testing import UsageError
@@ -63,52 +75,6 @@ def scaled_scores(q, k):
     keys = torch.cat([k, torch.zeros_like(k)], dim=-2)  # (..., 2, d)
     _, w = scaled_dot_product_attention(q, keys, torch.zeros(*keys.shape[:-1], 1, dtype=k.dtype))
     return (w[..., 0].log() - w[..., 1].log()).squeeze(-1)
-
-
-# ------------------------------------------------------------------------------------------------
-# Statistics: every interval below fails to cover the truth with probability at most its alpha.
-# ------------------------------------------------------------------------------------------------
-
-@functools.lru_cache
-def _median_of_means_plan(alpha: float) -> tuple[float, int]:
-    """(c, K) minimising c sqrt(K) subject to P(Binomial(K, 1/c^2) >= (K+1)/2) <= alpha, K odd."""
-    best = None
-    for c in [i / 10 for i in range(15, 50)]:
-        K = 1
-        while stats.binom.sf((K - 1) // 2, K, 1 / c**2) > alpha:
-            K += 2
-        if best is None or c * math.sqrt(K) < best[0] * math.sqrt(best[1]):
-            best = (c, K)
-    return best
-
-
-def median_of_means(x: torch.Tensor, *, sigma: float, alpha: float) -> tuple[float, float]:
-    """(estimate, half_width) with P(|estimate - E x| > half_width) <= alpha, for independent x_i of
-    standard deviation at most ``sigma`` (no distributional assumption beyond that).
-
-    K groups of m: a group mean is off by more than c sigma / sqrt(m) with probability <= 1/c^2
-    (Chebyshev); the median of K (odd) group means is off only if (K+1)/2 of them are, with probability
-    <= P(Binomial(K, 1/c^2) >= (K+1)/2) <= alpha. (c, K) minimise the half-width c sigma sqrt(K / n).
-    """
-    c, K = _median_of_means_plan(alpha)
-    m = x.numel() // K
-    means = x.flatten()[: K * m].reshape(K, m).mean(1)
-    return float(means.median()), c * sigma / math.sqrt(m)
-
-
-def clopper_pearson(successes: int, n: int, alpha: float) -> tuple[float, float]:
-    """Exact two-sided (1 - alpha) interval for a binomial proportion."""
-    low = stats.beta.ppf(alpha / 2, successes, n - successes + 1) if successes else 0.0
-    high = stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes) if successes < n else 1.0
-    return float(low), float(high)
-
-
-def empirical_bernstein(x: torch.Tensor, alpha: float) -> tuple[float, float]:
-    """(mean, half_width) for independent x_i in [0, 1], two-sided at level alpha (Maurer & Pontil
-    2009, Theorem 4, applied to x and 1 - x at alpha / 2 each): sqrt(2 V ln(4/alpha) / n) +
-    7 ln(4/alpha) / (3 (n - 1)) with V the sample variance. Much tighter than Hoeffding when V is small."""
-    n, log_term = x.numel(), math.log(4 / alpha)
-    return float(x.mean()), math.sqrt(2 * float(x.var()) * log_term / n) + 7 * log_term / (3 * (n - 1))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,9 +177,9 @@ def test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_m
 
     Test: median-of-means intervals (distribution-free given the null's standard deviations:
     sd(q.k) = sqrt(d_k), sd((q.k)^2) = sqrt(2 d_k^2 + 6 d_k) for Gaussian entries); two sizes x two
-    statistics, each at alpha = FALSE_ALARM_RATE / 4, so the false-alarm rate is <= 1e-6. Seeded.
+    statistics, each at ALPHA_QK_VARIANCE / 4. Seeded.
     """
-    n, alpha = 100_000, FALSE_ALARM_RATE / 4
+    n, alpha = 100_000, ALPHA_QK_VARIANCE / 4
     for d_k in (4, 32):
         q, k = gaussian((n, 1, d_k), 2024 + d_k), gaussian((n, 1, d_k), 4048 + d_k)
         dots = (q * k).sum(-1).flatten()  # (N,)
@@ -221,12 +187,17 @@ def test_dot_products_of_unit_variance_vectors_have_variance_d_k_and_the_scale_m
         torch.testing.assert_close(scaled_scores(q[:2000], k[:2000]), dots[:2000] / math.sqrt(d_k), **FLOAT64)
         mean, mean_hw = median_of_means(dots, sigma=math.sqrt(d_k), alpha=alpha)
         var, var_hw = median_of_means(dots**2, sigma=math.sqrt(2 * d_k**2 + 6 * d_k), alpha=alpha)
+        # the wrong alternative for the variance: no growth with d_k (Var = 1, sd of the squares sqrt(8) for these)
+        unit_hw = median_of_means_half_width(n, sigma=math.sqrt(8), alpha=alpha)
         measure("dot_variance", var, params={"d_k": d_k}, interval=[var - var_hw, var + var_hw], closed_form=d_k,
-                confidence=1 - alpha, n=n)
+                alpha=alpha, power=separated_power(d_k, 1.0, var_hw, unit_hw, alpha),
+                alternative="Var[q.k] = 1 whatever d_k (no growth with the width)", n=n)
         measure("scaled_variance", var / d_k, params={"d_k": d_k}, interval=[(var - var_hw) / d_k, (var + var_hw) / d_k],
                 closed_form=1, confidence=1 - alpha, n=n)
+        shift = 0.2 * math.sqrt(d_k)  # a mean of a fifth of a standard deviation
         measure("dot_mean", mean, params={"d_k": d_k}, interval=[mean - mean_hw, mean + mean_hw], closed_form=0,
-                confidence=1 - alpha, n=n)
+                alpha=alpha, power=separated_power(0.0, shift, mean_hw, mean_hw, alpha),
+                alternative=f"E[q.k] = 0.2 sqrt(d_k) = {shift:.2f}", n=n)
         assert abs(mean) <= mean_hw, f"d_k={d_k}: mean {mean:.4f} outside 0 +- {mean_hw:.4f}"
         assert abs(var - d_k) <= var_hw, f"d_k={d_k}: variance {var:.3f} outside {d_k} +- {var_hw:.3f}"
 
@@ -259,17 +230,21 @@ def test_scaled_scores_at_initialisation_have_variance_one_ninth_by_default_and_
     variance is (1 + 1/d_model)^2 / 9 ~ 1/9; with variance-1/d_model weights and no bias it is 1.
 
     Test: median-of-means interval on s^2 (E s^2 = v^2, Var s^2 <= (2 + 6/d_k) v^4 for independent
-    symmetric weights of kurtosis <= 3: uniform and Gaussian both), each at alpha = FALSE_ALARM_RATE / 2.
+    symmetric weights of kurtosis <= 3: uniform and Gaussian both), each at ALPHA_QK_VARIANCE_INIT / 2; the
+    wrong alternative of each is the other initialisation's variance.
     """
-    d_model, heads, models, alpha = 64, 8, 2000, FALSE_ALARM_RATE / 2
+    d_model, heads, models, alpha = 64, 8, 2000, ALPHA_QK_VARIANCE_INIT / 2
     d_k = d_model // heads
     expected = {"torch-default": scaled_score_variance_torch_default(d_model),
                 "xavier-like": scaled_score_variance(d_model, 1 / d_model, 0.0)}
     for seed, (init, closed_form) in enumerate(expected.items()):
         scores = _init_scores(d_model, heads, models, init, seed)
         var, hw = median_of_means(scores**2, sigma=math.sqrt(2 + 6 / d_k) * closed_form, alpha=alpha)
-        measure("scaled_score_variance", var, params={"init": init}, interval=[var - hw, var + hw], closed_form=closed_form,
-                confidence=1 - alpha, n=scores.numel(), d_model=d_model, h=heads)
+        (other,) = (v for k, v in expected.items() if k != init)
+        measure("scaled_score_variance", var, params={"init": init}, interval=[var - hw, var + hw],
+                closed_form=closed_form, alpha=alpha,
+                power=separated_power(closed_form, other, hw, hw * other / closed_form, alpha),
+                alternative=f"the other initialisation's variance {other:.4f}", n=scores.numel(), d_model=d_model, h=heads)
         assert abs(var - closed_form) <= hw, f"{init}: variance {var:.4f} outside {closed_form:.4f} +- {hw:.4f}"
 
 
@@ -343,10 +318,11 @@ def test_unscaled_scores_at_d_k_512_give_near_one_hot_rows_and_much_smaller_soft
       queries (where unscaling also multiplies by sqrt(d_k)) has its median ratio recorded.
 
     Tests: Clopper-Pearson intervals for the proportions, empirical Bernstein for the means (norms in
-    [0, 1]), order statistics for the median; six intervals at alpha = FALSE_ALARM_RATE / 6 each
-    (false-alarm rate <= 1e-6). Seeded.
+    [0, 1]), sign-test intervals for the medians. Four decisions spend ALPHA_UNSCALED_GRADIENT: the two one-hot
+    fractions and the 100x fraction at a sixth each, the mean ratio (two intervals) at two sixths; the medians
+    are descriptive at the same level. Seeded.
     """
-    N, n_keys, d_k, alpha = 2000, 8, 512, FALSE_ALARM_RATE / 6
+    N, n_keys, d_k, alpha = 2000, 8, 512, ALPHA_UNSCALED_GRADIENT / 6
     q = gaussian((N, 1, 1, d_k), 7).requires_grad_()
     k, v = gaussian((N, 1, n_keys, d_k), 8), gaussian((N, 1, n_keys, 1), 9)
     rows, norms, q_grads = {}, {}, {}
@@ -365,23 +341,28 @@ def test_unscaled_scores_at_d_k_512_give_near_one_hot_rows_and_much_smaller_soft
     means = {name: empirical_bernstein(x, alpha) for name, x in norms.items()}
     mean_ratio_ci = [(means["unscaled"][0] - means["unscaled"][1]) / (means["scaled"][0] + means["scaled"][1]),
                      (means["unscaled"][0] + means["unscaled"][1]) / (means["scaled"][0] - means["scaled"][1])]
-    q_ratio = (q_grads["unscaled"] / q_grads["scaled"]).sort().values
-    # distribution-free interval for the median: order statistics at binomial quantiles
-    lo_i, hi_i = stats.binom.ppf(alpha / 2, N, 0.5), stats.binom.isf(alpha / 2, N, 0.5)
+    powers = {"unscaled": proportion_bound_power(N, alpha, 0.5, 0.6),
+              "scaled": proportion_bound_power(N, alpha, 0.01, 0.0002, above=False)}
+    wrong = {"unscaled": "at most half of the unscaled rows near one-hot; power: if 60% are",
+             "scaled": "at least 1% of the scaled rows near one-hot; power: if 0.02% are"}
     for name in rows:
         measure("near_one_hot_fraction", one_hot[name] / N, params={"scores": name}, interval=list(one_hot_ci[name]),
-                threshold=0.99, confidence=1 - alpha, n=N, d_k=d_k, keys=n_keys)
-    measure("fraction_softmax_gradient_100x_smaller", small / N, interval=list(small_ci), confidence=1 - alpha, n=N)
-    ordered = ratio.sort().values
-    measure("median_softmax_gradient_ratio", float(ordered[N // 2]),
-            interval=[float(ordered[int(lo_i)]), float(ordered[int(hi_i)])], confidence=1 - alpha, n=N)
+                alpha=alpha, power=powers[name], alternative=wrong[name], threshold=0.99, n=N, d_k=d_k, keys=n_keys)
+    measure("fraction_softmax_gradient_100x_smaller", small / N, interval=list(small_ci), alpha=alpha,
+            power=proportion_bound_power(N, alpha, 0.5, 0.6),
+            alternative="at most half of the rows lose a factor 100 of softmax gradient; power: if 60% do", n=N)
+    med, low, high = median_interval(ratio, alpha)
+    measure("median_softmax_gradient_ratio", med, interval=[low, high], confidence=1 - alpha, n=N)
     measure("mean_softmax_jacobian_norm", {n: m for n, (m, _) in means.items()},
             half_width={n: hw for n, (_, hw) in means.items()}, confidence=1 - alpha, n=N)
-    measure("mean_softmax_jacobian_ratio", means["unscaled"][0] / means["scaled"][0], interval=mean_ratio_ci,
-            confidence=1 - 2 * alpha)
-    measure("median_query_gradient_ratio", float(q_ratio[N // 2]),
-            interval=[float(q_ratio[int(lo_i)]), float(q_ratio[int(hi_i)])], confidence=1 - alpha,
-            mean_ratio_point_estimate=float(q_ratio.mean()))
+    observed = means["unscaled"][0] / means["scaled"][0]
+    ratio_hw = max(observed - mean_ratio_ci[0], mean_ratio_ci[1] - observed)
+    measure("mean_softmax_jacobian_ratio", observed, interval=mean_ratio_ci, alpha=2 * alpha,
+            power=separated_power(observed, 1.0, ratio_hw, ratio_hw, 2 * alpha),
+            alternative="a mean ratio of 1: no loss of softmax gradient on average")
+    med, low, high = median_interval(q_grads["unscaled"] / q_grads["scaled"], alpha)
+    measure("median_query_gradient_ratio", med, interval=[low, high], confidence=1 - alpha,
+            mean_ratio_point_estimate=float((q_grads["unscaled"] / q_grads["scaled"]).mean()))
     assert one_hot_ci["unscaled"][0] > 0.5, f"near one-hot unscaled rows: {one_hot_ci['unscaled']}"
     assert one_hot_ci["scaled"][1] < 0.01, f"near one-hot scaled rows: {one_hot_ci['scaled']}"
     assert small_ci[0] > 0.5, f"rows whose softmax gradient shrinks 100x: {small_ci}"

@@ -15,7 +15,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.strategies import encoder_decoder_cases, model_configs, seeded_model, seeds
+from properties.strategies import (
+    encoder_decoder_cases,
+    model_configs,
+    seeded_model,
+    seeds,
+)
 from properties.tolerances import FLOAT64_DEEP
 from transformer import Transformer, TransformerConfig, greedy_decode
 

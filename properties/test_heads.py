@@ -16,6 +16,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import transformer.attention as attention_module
@@ -94,6 +95,51 @@ def test_flops_and_parameters_by_head_count_table(measure):
     assert set(params.values()) == {mha_params(d)}
 
 
+class _ScoreMapWork(TorchDispatchMode):
+    """Counts, over one forward pass, the elements written by operations whose output has the shape of the
+    attention maps (B, H, S_q, S_k): the scaling, masking and softmax work that FlopCounterMode (matrix
+    products only) leaves out. ``largest`` is the largest such tensor alive at once, in elements."""
+
+    def __init__(self, map_shape: tuple[int, ...]):
+        super().__init__()
+        self.map_shape, self.elements, self.ops, self.largest = tuple(map_shape), 0, [], 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        is_view = any(r.alias_info is not None for r in func._schema.returns)  # views write nothing
+        if isinstance(out, torch.Tensor) and tuple(out.shape) == self.map_shape and not is_view:
+            self.elements += out.numel()
+            self.ops.append(str(func.overloadpacket.__name__))
+            self.largest = max(self.largest, out.numel())
+        return out
+
+
+@pytest.mark.claim("heads.same-cost-as-single", kind="measured")
+def test_attention_map_memory_and_softmax_work_grow_with_the_number_of_heads(measure):
+    """heads.same-cost-as-single, the part that does depend on h: at d_model = 512 and n = 96, every head keeps
+    its own n x n attention map, so the maps hold h n^2 numbers (h n^2 * 8 bytes in float64), and the scaling and
+    softmax write h n^2 elements per operation: both are measured on the model's forward pass and are exactly
+    proportional to h, while its matrix-product FLOPs are not (the test above). n = 96 differs from every d_head
+    here, so no query or key tensor has the maps' shape."""
+    d, n = 512, 96
+    x = torch.zeros(1, n, d, dtype=torch.float64)
+    for heads in (1, 2, 8, 64):
+        mha = MultiHeadAttention(d, heads).double()
+        work = _ScoreMapWork((1, heads, n, n))
+        with work, torch.no_grad():
+            mha(x, x, x)
+        per_map = work.elements / (heads * n * n)
+        measure("attention_map_bytes", work.largest * x.element_size(), params={"h": heads}, unit="bytes", n=n, d_model=d,
+                closed_form=heads * n * n * x.element_size())
+        measure("score_map_elementwise_work", work.elements, params={"h": heads}, unit="elements", n=n, d_model=d,
+                operations=work.ops, passes_per_element=per_map)
+        assert work.largest == heads * n * n, f"h={heads}: largest score-map tensor {work.largest}, expected h n^2"
+        assert per_map == int(per_map) and per_map >= 2, f"h={heads}: {work.ops}"  # at least scaling and softmax
+        if heads == 1:
+            passes = per_map
+        assert per_map == passes, "the element-wise passes per score must not depend on h"
+
+
 def _captured_qk(mha, x, allowed=None):
     """The per-head queries and keys the model hands to its attention function, (B, H, S, d_k) each."""
     seen = []
@@ -132,31 +178,75 @@ def _set(linear, weight):
         linear.bias.zero_()
 
 
-@pytest.mark.claim("heads.no-averaging", kind="exact")
-@given(n=st.integers(2, 5), seed=seeds, data=st.data())
-def test_two_heads_return_two_positions_side_by_side_one_head_only_their_average(n, seed, data):
-    """heads.no-averaging: tokens x_j = (e_j, e_j) in R^(2n), values = tokens. Queries asking for
-    (A, B) with A != B: two heads of width n (W_q = 1000 I, W_k = W_v = W_o = I) return (e_A, e_B) exactly,
-    one head from each position. One head of width 2n with the same value and output maps returns
-    sum_j w_j (e_j, e_j), whose two halves are always equal, whatever its W_q and W_k: at best the
-    average of A's and B's values, never (e_A, e_B)."""
-    pairs = data.draw(st.lists(st.permutations(range(n)).map(lambda p: p[:2]), min_size=2, max_size=4), label="pairs")
+def _pair_task(n: int):
+    """Tokens x_j = (e_j, e_j) in R^(2n) (affinely independent) and, for every ordered pair A != B, a query
+    (e_A, e_B) whose target output is (e_A, e_B): position A's first half beside position B's second half.
+    Shapes: tokens (1, n, 2n), queries and targets (1, n (n - 1), 2n)."""
     eye = torch.eye(n, dtype=torch.float64)
-    tokens = torch.cat([eye, eye], 1)[None]  # (1, n, 2n)
-    query = torch.stack([torch.cat([eye[a], eye[b]]) for a, b in pairs])[None]  # (1, S_q, 2n)
-    target = query.clone()  # (e_A, e_B) per query
+    tokens = torch.cat([eye, eye], 1)[None]
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    queries = torch.stack([torch.cat([eye[a], eye[b]]) for a, b in pairs])[None]
+    return tokens, queries, queries.clone()
+
+
+def _affine_rank(points: torch.Tensor, rtol: float = 1e-9) -> int:
+    """Dimension of the affine hull of the rows of points (m, D): the rank of their differences to the first."""
+    diffs = points - points[:1]
+    sv = torch.linalg.svdvals(diffs)
+    return int((sv > rtol * max(1.0, float(sv.max()))).sum())
+
+
+@pytest.mark.claim("heads.no-averaging", kind="exact")
+@given(n=st.integers(2, 5), seed=seeds)
+def test_two_heads_return_two_positions_side_by_side(n, seed):
+    """heads.no-averaging: two heads of width n (W_q = 1000 I, W_k = W_v = W_o = I) return (e_A, e_B) for every
+    ordered pair: each head reads one position. A random bias on W_o shifts the output and nothing else."""
+    tokens, queries, targets = _pair_task(n)
     two = MultiHeadAttention(2 * n, 2).double()
-    one = MultiHeadAttention(2 * n, 1).double()
-    for mha in (two, one):
-        for linear, scale in ((mha.w_q, 1000.0), (mha.w_k, 1.0), (mha.w_v, 1.0), (mha.w_o, 1.0)):
-            _set(linear, scale * torch.eye(2 * n, dtype=torch.float64))
+    for linear, scale in ((two.w_q, 1000.0), (two.w_k, 1.0), (two.w_v, 1.0), (two.w_o, 1.0)):
+        _set(linear, scale * torch.eye(2 * n, dtype=torch.float64))
     with torch.no_grad():
-        torch.testing.assert_close(two(query, tokens, tokens), target, **FLOAT64)
-        averaged = one(query, tokens, tokens)
-        torch.testing.assert_close(averaged, (target + target.roll(n, -1)) / 2, **FLOAT64)  # (e_A + e_B)/2 twice
-        torch.manual_seed(seed)
-        for linear in (one.w_q, one.w_k):
-            _set(linear, torch.randn(2 * n, 2 * n, dtype=torch.float64) * 10)
-        anything = one(query, tokens, tokens)
-    torch.testing.assert_close(anything[..., :n], anything[..., n:], **FLOAT64)
-    assert ((anything - target).abs().amax(-1) >= 0.5 - 1e-9).all(), "one head reached (e_A, e_B)"
+        torch.testing.assert_close(two(queries, tokens, tokens), targets, **FLOAT64)
+        two.w_o.bias.copy_(gaussian((2 * n,), seed))
+        torch.testing.assert_close(two(queries, tokens, tokens), targets + two.w_o.bias, **FLOAT64)
+
+
+@pytest.mark.claim("heads.no-averaging", kind="exact")
+@given(n=st.integers(3, 5), scale=st.floats(0.1, 100.0), seed=seeds)
+def test_one_head_with_any_maps_cannot_return_two_positions_when_there_are_three_or_more(n, scale, seed):
+    """heads.no-averaging, with free maps: one head of the same total width 2n and arbitrary W_q, W_k, W_v, W_o and
+    biases outputs W_o (W_v sum_j w_j x_j + b_v) + b_o with sum_j w_j = 1, an affine image of a point of the
+    tokens' (n - 1)-dimensional hull, so its outputs over all queries span an affine space of dimension at most
+    n - 1. The targets (e_A, e_B) over all ordered pairs span 2n - 2 > n - 1 once n >= 3: no choice of maps
+    produces them all."""
+    tokens, queries, targets = _pair_task(n)
+    one = MultiHeadAttention(2 * n, 1).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for linear in (one.w_q, one.w_k, one.w_v, one.w_o):
+            linear.weight.copy_(scale * torch.randn(2 * n, 2 * n, generator=g, dtype=torch.float64))
+            linear.bias.copy_(torch.randn(2 * n, generator=g, dtype=torch.float64))
+        outputs = one(queries, tokens, tokens)[0]  # (n (n - 1), 2n)
+    assert _affine_rank(targets[0]) == 2 * n - 2
+    assert _affine_rank(outputs) <= n - 1 < 2 * n - 2, f"one head's outputs span {_affine_rank(outputs)} dimensions"
+
+
+@pytest.mark.claim("heads.no-averaging", kind="exact")
+def test_with_two_positions_one_head_with_free_maps_does_return_both(measure):
+    """heads.no-averaging needs n >= 3: with n = 2 the two targets (e_1, e_2) and (e_2, e_1) span one dimension,
+    and one head of width 4 returns both exactly: W_k keeps the first half (the query picks position A), W_v = I,
+    and W_o maps token (e_1, e_1) to (e_1, e_2) and token (e_2, e_2) to (e_2, e_1)."""
+    tokens, queries, targets = _pair_task(2)
+    one = MultiHeadAttention(4, 1).double()
+    w_k = torch.zeros(4, 4, dtype=torch.float64)
+    w_k[0, 0] = w_k[1, 1] = 1.0
+    w_o = torch.zeros(4, 4, dtype=torch.float64)
+    w_o[:, 0] = torch.tensor([1.0, 0.0, 0.0, 1.0])  # column of token (e_1, e_1)'s first coordinate
+    w_o[:, 1] = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    for linear, weight in ((one.w_q, 1000.0 * torch.eye(4, dtype=torch.float64)), (one.w_k, w_k),
+                           (one.w_v, torch.eye(4, dtype=torch.float64)), (one.w_o, w_o)):
+        _set(linear, weight)
+    with torch.no_grad():
+        out = one(queries, tokens, tokens)
+    torch.testing.assert_close(out, targets, **FLOAT64)
+    measure("one_head_two_positions", out[0].tolist(), targets=targets[0].tolist(), n=2)

@@ -14,7 +14,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from properties.conformance import PROPERTIES, attention_property
@@ -29,6 +29,7 @@ from properties.strategies import (
     seeds,
 )
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
+from transformer import Transformer, TransformerConfig
 from transformer.attention import scaled_dot_product_attention
 from transformer.masks import (
     causal_mask,
@@ -67,6 +68,48 @@ def test_outputs_at_real_positions_ignore_padded_contents_and_extra_padding(atte
     """mask.padding-invariance: rewriting the keys and values at padded positions with large garbage,
     and appending more padded positions, leaves every output row that sees a real key unchanged."""
     PROPERTIES["padding-invariance"].check(attention_impl, case)
+
+
+@pytest.mark.claim("mask.padding-invariance", kind="exact")
+@given(case=attention_cases(kinds=PADDING), bad=st.sampled_from((math.nan, math.inf, -math.inf)), seed=seeds)
+def test_non_finite_padded_keys_are_harmless_but_non_finite_padded_values_reach_every_row(case, bad, seed):
+    """mask.padding-invariance, where "whatever the padded positions hold" stops: in the model's attention a NaN
+    or inf in a padded key changes nothing (the mask overwrites its score before the softmax), but a NaN or inf
+    in a padded value reaches every output row of its example although its weight is exactly 0, because
+    0 x NaN = NaN and 0 x inf = NaN in the weighted sum."""
+    (B, H, n_q, n_k, d), allowed = case
+    q, k, v = qkv(case[0], seed)
+    padded = ~allowed.any(dim=(1, 2))  # (B, S_k): keys no query of the example sees
+    assume(bool(padded.any()))
+    out, _ = scaled_dot_product_attention(q, k, v, allowed)
+    where = padded[:, None, :, None]  # (B, 1, S_k, 1)
+    live = live_rows(allowed, (B, H, n_q, n_k))
+    out_k, _ = scaled_dot_product_attention(q, torch.where(where, bad, k), v, allowed)
+    torch.testing.assert_close(out_k[live], out[live], **FLOAT64)
+    out_v, _ = scaled_dot_product_attention(q, k, torch.where(where, bad, v), allowed)
+    reached = padded.any(-1)[:, None, None] & live  # (B, H, S_q): live rows of examples with padding
+    assert out_v[reached].isnan().all(), "a non-finite padded value should poison its example's rows (0 x NaN)"
+    torch.testing.assert_close(out_v[live & ~reached], out[live & ~reached], **FLOAT64)
+
+
+@pytest.mark.claim("mask.padding-invariance", kind="exact")
+@given(pad_id=st.integers(1, 9), extra=st.integers(1, 3), seed=seeds)
+def test_the_model_takes_padding_from_the_config_pad_id(pad_id, extra, seed):
+    """Without explicit masks the model treats the ids equal to config.pad_id (here 1 to 9) as padding:
+    appending them leaves the real positions' outputs unchanged, while appending id 0 (an ordinary token
+    then) changes them."""
+    config = TransformerConfig.tiny(vocab_size=10, pad_id=pad_id).with_(p_drop=0.0, attn_dropout=0.0)
+    torch.manual_seed(seed)
+    model = Transformer(config).double().eval()
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, 10, (1, 5), generator=g)
+    src[src == pad_id] = (pad_id + 1) % 10
+    with torch.no_grad():
+        memory = model.encode(src)
+        padded = model.encode(torch.cat([src, torch.full((1, extra), pad_id)], 1))[:, :5]
+        with_zeros = model.encode(torch.cat([src, torch.zeros(1, extra, dtype=torch.long)], 1))[:, :5]
+    torch.testing.assert_close(padded, memory, **FLOAT64_DEEP)
+    assert (with_zeros - memory).abs().max() > 1e-6, "id 0 was treated as padding although the config names another"
 
 
 @pytest.mark.claim("mask.fully-masked-row", kind="exact")

@@ -7,7 +7,11 @@ from __future__ import annotations
 import pytest
 
 from transformer.testing.examples import broken_models
-from transformer.testing.models import MODEL_PROPERTIES, project_transformer, project_transformer_without_positions
+from transformer.testing.models import (
+    MODEL_PROPERTIES,
+    project_transformer,
+    project_transformer_without_positions,
+)
 from transformer.testing.runner import ModelRowFrom, run_one
 
 ROWS = [ModelRowFrom(project_transformer(), "transformer.testing.models:project_transformer"),

@@ -28,7 +28,14 @@ from properties.strategies import (
     seeds,
 )
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
-from transformer import ALiBi, InputEmbedding, KVCache, MultiHeadAttention, RotaryEmbedding, TransformerConfig
+from transformer import (
+    ALiBi,
+    InputEmbedding,
+    KVCache,
+    MultiHeadAttention,
+    RotaryEmbedding,
+    TransformerConfig,
+)
 
 MARGIN = 1e-6  # a real break of equivariance moves outputs by far more; round-off by far less
 
@@ -304,9 +311,12 @@ def test_base_sets_the_similarity_horizon_not_the_collision_distance(measure):
                              neighbour_distance=float(distance[1]), horizon=horizon,
                              longest_wavelength=2 * math.pi * base ** (1 - 2 / d_model))
     measure("by_base", {str(int(b)): s for b, s in summary.items()}, d_model=d_model, positions=n)
-    measure("counterexample", {"claim": "a small base makes codes collide sooner", "d_model": d_model,
-                               "nearest_distance_base_10": summary[10.0]["nearest_distance"],
-                               "nearest_distance_base_10000": summary[10000.0]["nearest_distance"]})
+    for base, row in summary.items():
+        params = {"base": int(base)}
+        measure("nearest_code_distance", row["nearest_distance"], params=params, d_model=d_model, positions=n,
+                offset=row["nearest_offset"])
+        measure("similarity_horizon", row["horizon"], params=params, d_model=d_model,
+                definition="smallest offset k with <PE(p), PE(p+k)> <= 10% of its value at k = 0")
     for s in summary.values():  # nothing collides: the nearest pair is always two neighbours
         assert s["nearest_offset"] == 1 and s["nearest_distance"] > 1.0, s
     horizons = [s["horizon"] for s in summary.values()]
@@ -376,6 +386,46 @@ def test_rotary_attention_is_translation_invariant(h, half, length, shift, seed)
     here = attention(x, x, x)
     torch.testing.assert_close(attention(x, x, x, query_offset=shift), here, **FLOAT64_DEEP)
     torch.testing.assert_close(_shifted_by_masked_ghosts(attention, x, shift, seed), here, **FLOAT64_DEEP)
+
+
+# Press et al. 2022, section 3: 8 heads get 1/2, 1/4, ..., 1/256 and 16 heads 2^-0.5, 2^-1, ..., 2^-8; other
+# counts (their reference code) take the slopes of the power of two below h, then every other slope of twice it.
+ALIBI_REFERENCE_EXPONENTS = {  # h -> log2 of the slopes, written out by hand
+    1: [-8], 2: [-4, -8], 3: [-4, -8, -2], 4: [-2, -4, -6, -8],
+    6: [-2, -4, -6, -8, -1, -3], 8: [-1, -2, -3, -4, -5, -6, -7, -8],
+    12: [-1, -2, -3, -4, -5, -6, -7, -8, -0.5, -1.5, -2.5, -3.5],
+    16: [-0.5 * j for j in range(1, 17)],
+}
+
+
+@pytest.mark.claim("pe.alibi-translation-invariant", kind="exact")
+@pytest.mark.parametrize("h", sorted(ALIBI_REFERENCE_EXPONENTS))
+def test_alibi_head_slopes_are_the_published_sequence(h):
+    """The bias the model's ALiBi adds for head j at distance 1 is minus the published slope of head j, in order:
+    relative-position properties hold for any slopes, so only the published values pin the order and the base."""
+    expected = torch.tensor([2.0**e for e in ALIBI_REFERENCE_EXPONENTS[h]], dtype=torch.float64)
+    bias = ALiBi(h)(torch.tensor([1]), torch.tensor([0]))  # (H, 1, 1): distance 1
+    torch.testing.assert_close(-bias[:, 0, 0], expected, rtol=FLOAT64.rtol, atol=0)
+
+
+@pytest.mark.claim("pe.rope-relative", kind="exact")
+@given(half=st.integers(1, 8), m=st.integers(0, 5000))
+def test_rotary_rotates_interleaved_pairs_by_the_published_angles(half, m):
+    """Su et al. 2021 (RoFormer, eq. 13-15): coordinates (2i, 2i+1) form a pair rotated by m theta_i, theta_i =
+    10000^(-2i/d), as [[cos, -sin], [sin, cos]]. So the unit vector e_2i at position m becomes cos e_2i + sin e_2i+1
+    and e_2i+1 becomes -sin e_2i + cos e_2i+1. A halves layout (pairs (i, i + d/2)), a flipped sign or exponent
+    keeps every relative-position property and fails here."""
+    d_k = 2 * half
+    rope = RotaryEmbedding(d_k)
+    basis = torch.eye(d_k, dtype=torch.float64)[None, None]  # (1, 1, d_k, d_k): row r is e_r
+    rotated = rope(basis, torch.full((d_k,), m))[0, 0]  # row r: RoPE(e_r, m)
+    expected = torch.zeros(d_k, d_k, dtype=torch.float64)
+    for i in range(half):
+        angle = m * 10000.0 ** (-2 * i / d_k)
+        c, s = math.cos(angle), math.sin(angle)
+        expected[2 * i, 2 * i], expected[2 * i, 2 * i + 1] = c, s
+        expected[2 * i + 1, 2 * i], expected[2 * i + 1, 2 * i + 1] = -s, c
+    torch.testing.assert_close(rotated, expected, **FLOAT64_DEEP)  # angles up to 5000 rad carry ~1e-12 of round-off
 
 
 @pytest.mark.claim("pe.alibi-translation-invariant", kind="exact")

@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import example, find, given, settings
 from hypothesis import strategies as st
-from scipy import stats
 
 import transformer.attention as attention_module
-from properties.distribution_free import hoeffding_interval, hoeffding_power
+from properties.stats import clopper_pearson, hoeffding_interval, hoeffding_power
 from properties.strategies import gaussian, head_layouts, seeds, small_token_matrices
 from properties.tolerances import ALPHA_QK_NO_PROJECTION_DIAGONAL_MASS, FLOAT64
 from transformer import MultiHeadAttention
@@ -122,7 +121,7 @@ def test_hypothesis_finds_a_row_whose_diagonal_is_not_its_maximum(measure):
     found = find(small_token_matrices(), diagonal_loses, settings=search)
     assert diagonal_loses(found) and diagonal_loses(torch.tensor(PINNED_COUNTEREXAMPLE))
     S = found @ found.T
-    measure("counterexample", {"X": found.tolist(), "S": S.tolist(), "pinned": PINNED_COUNTEREXAMPLE},
+    measure("shrunk_counterexample", {"X": found.tolist(), "S": S.tolist(), "pinned": PINNED_COUNTEREXAMPLE},
             row_norms=found.norm(dim=1).tolist())
 
     def after_layernorm(X):
@@ -136,6 +135,22 @@ def test_hypothesis_finds_a_row_whose_diagonal_is_not_its_maximum(measure):
     measure("layernorm_eps_counterexample", {"X": found_ln.tolist(), "pinned": PINNED_LAYERNORM_COUNTEREXAMPLE,
                                              "S_after_layernorm": S_ln.tolist()},
             eps=1e-5, diagonal_deficit=float(S_ln[0].max() - S_ln[0, 0]))
+
+
+@pytest.mark.claim("qk.diagonal-max-counterexample", kind="measured")
+def test_with_unequal_norms_the_diagonal_is_only_likely_the_row_maximum(measure):
+    """The author's correction, "not necessarily the largest, only very likely": for 8 tokens with i.i.d.
+    N(0, 1) entries (norms differ), the share of rows of X X^T whose diagonal is the maximum rises with d
+    but stays below 1 at small d. Descriptive: 4000 independent rows per width, 95% Clopper-Pearson
+    intervals."""
+    n, rows = 8, 4000
+    for d in (1, 4, 64):
+        X = gaussian((rows, n, d), 300 + d)
+        S = X[:, :1] @ X.transpose(1, 2)  # (rows, 1, n): one row per independent matrix
+        hits = int((S[:, 0].argmax(-1) == 0).sum())
+        measure("diagonal_is_row_max_fraction", hits / rows, params={"d": d}, interval=list(clopper_pearson(hits, rows, 0.05)),
+                confidence=0.95, n=rows, tokens=n)
+    assert hits / rows > 0.9
 
 
 @pytest.mark.claim("qk.diagonal-max-counterexample", kind="exact")
@@ -167,13 +182,6 @@ def test_without_projections_layernormed_tokens_attend_most_to_themselves(batch,
 # ------------------------------------------------------------------------------------------------
 # qk.no-projection-self-dominant (statistical), qk.projection-enables-other-focus
 # ------------------------------------------------------------------------------------------------
-
-def clopper_pearson(successes: int, n: int, alpha: float) -> tuple[float, float]:
-    """Exact two-sided (1 - alpha) interval for a binomial proportion."""
-    low = stats.beta.ppf(alpha / 2, successes, n - successes + 1) if successes else 0.0
-    high = stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes) if successes < n else 1.0
-    return float(low), float(high)
-
 
 @pytest.mark.claim("qk.no-projection-self-dominant", kind="statistical")
 def test_without_projections_self_attention_concentrates_on_the_diagonal_as_d_grows(measure):

@@ -4,7 +4,7 @@ vocabulary, shared query/key projections, the cost of additive attention, BatchN
 Decoding one token at a time over a key/value cache never meets a future key, so the causal mask has
 nothing to hide; several new tokens at once, or a prefix recomputed through stacked layers, do meet
 them. An embedding lookup only touches the rows it reads, while a tied output projection scores every
-row. The statistical checks below use distribution-free intervals (`properties.distribution_free`) at the
+row. The statistical checks below use distribution-free intervals (`properties.stats`) at the
 rates named in `properties.tolerances`, each reporting its power against the alternative it rejects.
 """
 
@@ -23,12 +23,13 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from properties.distribution_free import (
+from properties.stats import (
     clopper_pearson,
-    clopper_pearson_power_below,
     hoeffding_interval,
     hoeffding_power,
-    sign_test_power,
+    median_interval,
+    median_interval_power,
+    proportion_bound_power,
 )
 from properties.strategies import model_configs, seeded_model, seeds
 from properties.tolerances import (
@@ -38,7 +39,6 @@ from properties.tolerances import (
     ALPHA_RELU_GAIN,
     FLOAT64_DEEP,
 )
-from properties.trained_fixtures import median_interval
 from transformer import MultiHeadAttention, Transformer, TransformerConfig
 from transformer.attention import AdditiveAttention, scaled_dot_product_attention
 
@@ -376,7 +376,7 @@ def test_batchnorm_adds_more_noise_the_smaller_the_batch(measure):
     med, low, high = median_interval(diff, alpha)
     share = float((diff > 0).double().mean())
     measure("error_batch4_minus_batch64", med, interval=[low, high], confidence=1 - alpha, alpha=alpha,
-            power=sign_test_power(BN_TRIALS, alpha, 0.6), power_at="a share of 0.6 of pairs with the larger error at batch 4",
+            power=median_interval_power(BN_TRIALS, alpha, 0.6), power_at="a share of 0.6 of pairs with the larger error at batch 4",
             alternative="batch size does not matter: median paired difference 0", share_larger_at_small_batch=share)
     assert low > 0, f"error at batch 4 minus batch 64: median {med:.4f} [{low:.4f}, {high:.4f}]"
     torch.testing.assert_close(two.abs(), torch.ones_like(two), rtol=0, atol=1e-4)  # eps = 1e-5 in the variance
@@ -420,7 +420,7 @@ def test_batchnorm_keeps_sigmoid_units_out_of_saturation(measure):
     worst_with = max((bounds[key] for key in bounds if key[2]), key=lambda b: b[2])
     measure("saturated_share_with_batchnorm_worst", worst_with[0], interval=list(worst_with[1:]),
             confidence=1 - ALPHA_BATCHNORM_SATURATION, alpha=ALPHA_BATCHNORM_SATURATION,
-            power=clopper_pearson_power_below(BN_TRIALS, each, NORMAL_SATURATED, 0.01),
+            power=proportion_bound_power(BN_TRIALS, each, 0.01, NORMAL_SATURATED, above=False),
             power_at="the share P(|z| > 4.6) = 4.2e-6 of a standard normal z",
             alternative="BatchNorm does not prevent saturation: a share of 0.01 or more after it")
     assert all(bounds[key][2] < 0.01 for key in bounds if key[2]), bounds
@@ -473,7 +473,7 @@ def test_relu_scale_changes_geometrically_at_a_rate_the_init_sets(measure):
             measure("per_layer_gain", med, params={"init": init}, interval=[low, high], confidence=1 - each, n=RELU_NETS)
     default = found["pytorch_default"]
     measure("default_init_gain", default[0], interval=list(default[1:]), confidence=1 - ALPHA_RELU_GAIN, alpha=ALPHA_RELU_GAIN,
-            power=sign_test_power(RELU_NETS, each, 0.9), power_at="nine networks in ten with gain below 1",
+            power=median_interval_power(RELU_NETS, each, 0.9), power_at="nine networks in ten with gain below 1",
             alternative="the amplitude grows with depth under the default init: median gain >= 1")
     assert found["pytorch_default"][2] < 1 and found["xavier"][2] < 1, found
     assert 0.9 < found["he"][1] and found["he"][2] < 1.1, found

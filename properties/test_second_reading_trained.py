@@ -17,6 +17,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from properties._cache import computed_once
+from properties.bert_experiments import (
+    ATTENTION_SENTENCES,
+    attention_measurements,
+    head_measurements,
+    minilm_identity,
+    offline,
+)
 from properties.second_reading_fixtures import (
     CONTROL_DRAWS,
     RANK_SENTENCES,
@@ -26,14 +34,6 @@ from properties.second_reading_fixtures import (
 )
 from properties.strategies import seeds
 from properties.tolerances import FALSE_ALARM_RATE, FLOAT64
-from properties.trained_fixtures import (
-    ATTENTION_SENTENCES,
-    attention_measurements,
-    computed_once,
-    head_measurements,
-    minilm_identity,
-    offline,
-)
 
 offline()
 SPARSEST = 6  # heads examined, in decreasing order of mean largest row weight

@@ -15,6 +15,7 @@ from collections import Counter
 from fractions import Fraction
 
 import pytest
+import torch
 from hypothesis import HealthCheck, event, example, find, given, note, settings
 from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -22,6 +23,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from properties.strategies import (
     balanced_two_letter_corpora,
     bpe_corpora,
+    seeds,
     unicode_texts,
     word_corpora,
     wordpiece_vocabularies_and_words,
@@ -219,6 +221,42 @@ def test_bpe_decode_inverts_encode_on_any_unicode_text(corpus, text):
         assert set(model.vocab[BPE_BASE_SIZE - 256:BPE_BASE_SIZE]) == {bytes([b]) for b in range(256)}
         assert all(BPE_BASE_SIZE - 256 <= i < len(model.vocab) for i in ids)
         assert model.decode(ids) == text
+
+
+@pytest.mark.claim("tok.bpe-roundtrip", kind="exact")
+@example(text="中文 é", cut=1)
+@given(text=st.text(alphabet=st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF, exclude_categories=("Cs",)),
+                    min_size=1, max_size=6), cut=st.integers(1, 3))
+def test_bpe_decode_of_a_cut_character_gives_the_replacement_character_like_tokenizers(text, cut):
+    """tok.bpe-roundtrip at its documented limit: ids whose bytes end inside a multi-byte character (every
+    character from U+0080 on takes 2 to 4 bytes) are not UTF-8; decode returns U+FFFD in its place
+    (errors="replace") instead of raising, the same text as tokenizers' ByteLevel decoder on the same tokens."""
+    model = train_bpe(["ab"], 256)
+    raw = text.encode()
+    cut = min(cut, len(text[-1].encode()) - 1)
+    byte_id = {tok: i for i, tok in enumerate(model.vocab)}
+    ids = [byte_id[bytes([b])] for b in raw[: len(raw) - cut]]  # the single-byte tokens of the cut bytes
+    decoded = model.decode(ids)
+    assert decoded == text[:-1] + "\ufffd", f"the cut last character must become one U+FFFD, got {decoded!r}"
+    assert decoded == decoders.ByteLevel().decode([_chars(model.vocab[i]) for i in ids])
+
+
+@pytest.mark.claim("tok.wordpiece-longest-match", kind="exact")
+@given(limit=st.integers(1, 12), seed=seeds)
+def test_wordpiece_encodes_a_word_of_exactly_the_limit_and_refuses_one_character_more(limit, seed):
+    """BERT's WordPiece (and tokenizers.models.WordPiece): a word of more than max_input_chars_per_word
+    characters becomes [UNK] unread; a word of exactly that many is encoded normally."""
+    letters = "abcdefghij"
+    vocab = ["[UNK]", *letters, *(f"##{c}" for c in letters)]
+    g = torch.Generator().manual_seed(seed)
+    word = "".join(letters[int(i)] for i in torch.randint(0, 10, (limit + 1,), generator=g))
+    model = WordPiece(vocab, max_input_chars_per_word=limit)
+    library = _library_wordpiece(model)
+    at_limit, past = word[:limit], word
+    assert model.tokenize_word(at_limit) == [at_limit[0], *(f"##{c}" for c in at_limit[1:])]
+    assert model.tokenize_word(past) == ["[UNK]"]
+    for w in (at_limit, past):
+        assert model.tokenize_word(w) == [t.value for t in library.tokenize(w)]
 
 
 # --------------------------------------------------------------------------------------------------

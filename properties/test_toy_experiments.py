@@ -23,6 +23,8 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
+from properties._cache import computed_once
+from properties.stats import median_interval
 from properties.test_toy_training import BATCH as RETRIEVAL_BATCH
 from properties.test_toy_training import ITEMS, retrieval_batch
 from properties.test_toy_training import LR as RETRIEVAL_LR
@@ -43,11 +45,9 @@ from properties.toy_tasks import (
     perceptron,
     perceptron_params,
     sequence_loss,
-    sign_interval,
     train,
     win_rate_check,
 )
-from properties.trained_fixtures import computed_once
 from transformer.attention import scaled_dot_product_attention
 
 SOURCES = (Path(__file__), Path(__file__).with_name("toy_tasks.py"), Path(__file__).with_name("test_toy_training.py"))
@@ -295,7 +295,7 @@ def decide(measure, name: str, wins: torch.Tensor, *, alternative: str, event: s
 
 def describe(measure, name: str, values: torch.Tensor, *, params: dict | None = None, unit: str | None = None):
     """Median over replicas and its 95% order-statistic interval (decides nothing)."""
-    median, low, high = sign_interval(values, DESCRIPTIVE)
+    median, low, high = median_interval(values, 1 - DESCRIPTIVE)
     measure(name, median, params=params, interval=[low, high], confidence=DESCRIPTIVE, unit=unit, n=values.numel(),
             statistic="median over replicas")
     return median

@@ -14,8 +14,6 @@ evidence for their claims.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import given
@@ -25,14 +23,23 @@ from properties.bert_experiments import (
     ATTENTION_SENTENCES,
     EXPERIMENT_SOURCES,
     PRUNE_SENTENCES,
+    RANK_SENTENCES,
     attention_measurements,
     head_measurements,
     minilm_identity,
     offline,
 )
+from properties.stats import (
+    median_interval,
+    median_interval_power,
+)
 from properties.strategies import sentence_batches
-from properties.tolerances import FALSE_ALARM_RATE, FLOAT64_DEEP
-from properties.trained_fixtures import median_interval
+from properties.tolerances import (
+    ALPHA_HEADS_PRUNABLE,
+    ALPHA_HEADS_SPECIALISE,
+    ALPHA_SPARSE_ROWS,
+    FLOAT64_DEEP,
+)
 from transformer.pretrained import (
     bert_config,
     bert_state_dict_to_ours,
@@ -149,24 +156,29 @@ def test_trained_attention_rows_are_concentrated_untrained_rows_diffuse(attentio
     trained model's rows have lower entropy (normalised by log #keys) than the same encoder at random
     initialisation and than the trained weights shuffled within each tensor, and put more than half
     their mass on their 3 largest keys, while the randomly initialised rows put less than half there.
-    Each comparison is a sign test over sentences (median interval, alpha = 1e-6 / 5 each); the
-    sentences are independent draws from the template generator."""
-    alpha = FALSE_ALARM_RATE / 5
+    Each comparison is a sign test over sentences (median interval, ALPHA_SPARSE_ROWS / 4 each, its power if
+    9 sentences in 10 go the claimed way); the sentences are independent draws from the template generator."""
+    alpha = ALPHA_SPARSE_ROWS / 4
+    power = median_interval_power(ATTENTION_SENTENCES, alpha, 0.9)
     trained, random_init, shuffled = (attention[k] for k in ("trained", "random", "shuffled"))
     sentence_mean = lambda stats, key: stats[key].mean((1, 2))  # (N,) over layers and heads
     for baseline, stats in (("random_init", random_init), ("shuffled", shuffled)):
         diff = sentence_mean(trained, "entropy") - sentence_mean(stats, "entropy")
         med, low, high = median_interval(diff, alpha)
-        measure("entropy_trained_minus", med, params={"baseline": baseline}, interval=[low, high], confidence=1 - alpha,
+        measure("entropy_trained_minus", med, params={"baseline": baseline}, interval=[low, high], alpha=alpha,
+                power=power, alternative=f"trained rows no less diffuse than {baseline} ones (median difference >= 0); power: if "
+                            "9 sentences in 10 go the claimed way",
                 n=ATTENTION_SENTENCES, statistic="median over sentences of the mean normalised row entropy difference")
         assert high < 0, f"trained rows not less diffuse than {baseline}: median {med:.3f} [{low:.3f}, {high:.3f}]"
     for name, stats, above in (("trained", trained, True), ("random_init", random_init, False)):
         med, low, high = median_interval(sentence_mean(stats, "top3"), alpha)
-        measure("top3_mass", med, params={"attention": name}, interval=[low, high], confidence=1 - alpha, n=ATTENTION_SENTENCES,
-                statistic="median over sentences of the mean mass on a row's 3 largest weights")
+        measure("top3_mass", med, params={"model": name}, interval=[low, high], alpha=alpha, power=power,
+                alternative="a median top-3 mass on the other side of 1/2; power: if 9 sentences in 10 go the claimed way",
+                n=ATTENTION_SENTENCES, statistic="median over sentences of the mean mass on a row's 3 largest weights")
         assert (low > 0.5) if above else (high < 0.5), f"{name} top-3 mass {med:.3f} [{low:.3f}, {high:.3f}]"
     med, low, high = median_interval(sentence_mean(shuffled, "top3"), alpha)
-    measure("top3_mass", med, params={"attention": "shuffled"}, interval=[low, high], confidence=1 - alpha, n=ATTENTION_SENTENCES)
+    measure("top3_mass", med, params={"model": "shuffled"}, interval=[low, high], confidence=1 - alpha,
+            n=ATTENTION_SENTENCES)
     measure("mean_normalised_entropy", {k: round(float(v["entropy"].mean()), 4) for k, v in attention.items()})
     measure("mass_on_cls_and_sep", {k: round(float(v["special"].mean()), 4) for k, v in attention.items()},
             per_layer_trained=[round(float(v), 4) for v in trained["special"].mean((0, 2))])
@@ -182,25 +194,40 @@ def test_trained_attention_rows_are_concentrated_untrained_rows_diffuse(attentio
 @pytest.mark.claim("heads.specialise", kind="empirical")
 def test_some_heads_attend_by_position_others_do_not(attention, measure):
     """A head is positional when its rows put more than half their mass on the previous token (or on the
-    next); not positional when they put less than half on either. Each head's mean over the 128
-    sentences gets a Hoeffding interval (values in [0, 1]) valid for all 72 heads x 2 offsets at once
-    (union bound, alpha = 1e-6). In the trained model at least one head is positional and at least one
-    is not; at random initialisation none is positional (so the positional heads were learnt)."""
-    n, bounds = ATTENTION_SENTENCES, 2 * attention["trained"]["prev"][0].numel()
-    half_width = math.sqrt(math.log(2 * bounds / FALSE_ALARM_RATE) / (2 * n))
-    prev, nxt = attention["trained"]["prev"].mean(0), attention["trained"]["next"].mean(0)  # (L, H)
-    positional = ((prev - half_width > 0.5) | (nxt - half_width > 0.5)).nonzero().tolist()
-    other = ((prev + half_width < 0.5) & (nxt + half_width < 0.5)).nonzero().tolist()
+    next); not positional when they put less than half on either, judged by the median over the 128 sentences
+    of a head's mean mass: a sign-test interval per head, offset and model (72 x 2 x 2), valid for all at once
+    (union bound, ALPHA_HEADS_SPECIALISE in all). In the trained model at least one head is positional and at
+    least one is not; at random initialisation none is positional (so the positional heads were learnt)."""
+    per_bound = ALPHA_HEADS_SPECIALISE / (4 * attention["trained"]["prev"][0].numel())
+
+    def bounds(model: str, key: str) -> tuple[torch.Tensor, torch.Tensor]:  # (N, L, H) -> low, high (L, H)
+        x = attention[model][key]
+        cells = [median_interval(x[:, l, h], per_bound) for l in range(x.shape[1]) for h in range(x.shape[2])]
+        return (torch.tensor([c[i] for c in cells]).view(x.shape[1:]) for i in (1, 2))
+
+    (low_prev, high_prev), (low_next, high_next) = bounds("trained", "prev"), bounds("trained", "next")
+    positional = ((low_prev > 0.5) | (low_next > 0.5)).nonzero().tolist()
+    other = ((high_prev < 0.5) & (high_next < 0.5)).nonzero().tolist()
+    (_, high_rp), (_, high_rn) = bounds("random", "prev"), bounds("random", "next")
+    prev, nxt = attention["trained"]["prev"].mean(0), attention["trained"]["next"].mean(0)  # (L, H) means
     random_prev, random_next = attention["random"]["prev"].mean(0), attention["random"]["next"].mean(0)
-    measure("positional_heads", positional, half_width=half_width, confidence=1 - FALSE_ALARM_RATE, n=n,
-            definition="(layer, head) whose mean mass on the previous or the next token exceeds 1/2")
+    best = torch.maximum(low_prev, low_next)
+    l, h = divmod(int(best.flatten().argmax()), best.shape[1])
+    top = (low_prev, high_prev) if low_prev[l, h] >= low_next[l, h] else (low_next, high_next)
+    measure("positional_heads", len(positional), interval=[float(top[0][l, h]), float(top[1][l, h])],
+            alpha=ALPHA_HEADS_SPECIALISE, power=median_interval_power(ATTENTION_SENTENCES, per_bound, 0.9),
+            alternative="no head puts more than half its mass on a neighbour in most sentences; power: for a head that "
+                        "does so in 9 sentences in 10",
+            heads=positional, n=ATTENTION_SENTENCES, best_head=[l, h],
+            definition="(layer, head) whose median over sentences of the mean mass on the previous or the next token "
+                       "exceeds 1/2; interval: that median's for the clearest head")
     measure("non_positional_heads", len(other), of=prev.numel())
     measure("mass_on_previous_token", per_head(prev))
     measure("mass_on_next_token", per_head(nxt))
     measure("random_init_max_neighbour_mass", float(torch.maximum(random_prev, random_next).max()))
     assert positional, f"no positional head: max previous-token mass {prev.max():.3f}, next {nxt.max():.3f}"
     assert other, "every head attends by position"
-    assert (torch.maximum(random_prev, random_next) + half_width < 0.5).all(), "a random head is positional"
+    assert ((high_rp < 0.5) & (high_rn < 0.5)).all(), "a random head is positional"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,17 +258,25 @@ def test_most_single_heads_can_be_removed_with_little_change(heads, measure):
     """Removing one head (its output zeroed before W^O, Michel et al. 2019) moves a sentence's embedding
     (mean-pooled, unit norm, the model's intended output) by a cosine distance below a tenth of the
     distance to its own paraphrase for most of the 72 heads: in every one of the 24 sentences more than
-    half of the heads qualify. Sign test: the median fraction exceeds 1/2 unless all 24 sentences are
-    above it by chance, probability 2^-24 = 6e-8 <= 1e-6."""
+    half of the heads qualify. Sign test over the sentences at ALPHA_HEADS_PRUNABLE / 4, its power recorded if each
+    sentence has more than half of its heads qualifying with probability 0.9."""
+    alpha = ALPHA_HEADS_PRUNABLE / 4
     shift, paraphrase = heads["shift"], heads["paraphrase"]  # (L, H, N), (N,)
     fraction = (shift < LITTLE * paraphrase).double().mean((0, 1))  # (N,) heads that change s little
-    med, low, high = median_interval(fraction, FALSE_ALARM_RATE)
+    med, low, high = median_interval(fraction, alpha)
     mean_shift = shift.mean(-1)
-    measure("fraction_of_heads_changing_output_little", med, interval=[low, high],
-            confidence=1 - FALSE_ALARM_RATE, n=PRUNE_SENTENCES, minimum=float(fraction.min()),
+    measure("fraction_of_heads_changing_output_little", med, interval=[low, high], alpha=alpha,
+            power=median_interval_power(PRUNE_SENTENCES, alpha, 0.9),
+            alternative="at most half of the heads change a sentence's embedding little (median fraction <= 1/2); "
+                        "power: if more than half qualify in each sentence with probability 0.9",
+            n=PRUNE_SENTENCES, minimum=float(fraction.min()), maximum=float(fraction.max()), heads=shift[..., 0].numel(),
             definition="1 - cos(e, e without head) < 0.1 * (1 - cos(e, e of the paraphrase))")
+    last_layer = mean_shift.shape[0] - 1
+    largest = mean_shift.flatten().argsort(descending=True)
+    in_last = int(next((i for i, h in enumerate(largest.tolist()) if h // mean_shift.shape[1] != last_layer), len(largest)))
     measure("single_head_shift_per_head", per_head(mean_shift), median=float(mean_shift.median()),
-            largest=float(mean_shift.max()), median_paraphrase_distance=float(paraphrase.median()))
+            largest=float(mean_shift.max()), median_paraphrase_distance=float(paraphrase.median()),
+            largest_effects_all_in_last_layer=in_last)
     assert low > 0.5, f"fraction of heads that change the output little: median {med:.3f} [{low:.3f}, {high:.3f}]"
 
 
@@ -251,25 +286,30 @@ def test_removing_least_important_heads_first_keeps_the_similarity_ranking_longe
     importance order): record how the ranking of sentence similarities follows the full model's
     (Spearman over all pairs; nearest neighbours), and how many heads go before it drops below 0.95.
     Compared with removing the same number of the most important heads first, each sentence ranks the
-    others closer to the full model: for 6, 12 and 18 heads all 24 sentences agree more (sign tests,
-    2^-24 each, alpha = 1e-6 / 3 in all)."""
+    others closer to the full model: for 6, 12 and 18 heads the median per-sentence difference is positive (sign
+    tests at ALPHA_HEADS_PRUNABLE / 4 each). The order is ranked on the first RANK_SENTENCES sentences and every
+    curve is scored on the others, so no sentence both chooses the heads and judges their removal."""
     full = heads["least_first"][0]
+    scored = full.shape[0]
     curve = [whole_ranking_agreement(s, full) for s in heads["least_first"]]
     nearest = lambda s: s.masked_fill(torch.eye(s.shape[0], dtype=torch.bool), -2).argmax(1)
     unchanged = [int((nearest(s) == nearest(full)).sum()) for s in heads["least_first"]]
     kept = [k for k, rho in zip(heads["least_first_k"], curve) if rho >= 0.95]
-    measure("ranking_agreement_least_important_first", dict(zip(heads["least_first_k"], curve)),
-            statistic="Spearman correlation of all pairwise cosine similarities with the full model's")
-    measure("nearest_neighbour_unchanged_least_first", dict(zip(heads["least_first_k"], unchanged)), of=PRUNE_SENTENCES)
-    measure("heads_removable_keeping_spearman", max(kept), params={"spearman": 0.95}, of=len(heads["removal_order"]),
-            step=heads["least_first_k"][1])
-    measure("ranking_agreement_most_important_first",
-            {k: whole_ranking_agreement(s, full) for k, s in zip(heads["most_first_k"], heads["most_first"])})
-    alpha = FALSE_ALARM_RATE / 3
+    for k, rho, same in zip(heads["least_first_k"], curve, unchanged):
+        measure("ranking_agreement_least_important_first", rho, params={"removed": k}, nearest_unchanged=same,
+                of=scored, statistic="Spearman correlation of all pairwise cosine similarities with the full model's")
+    measure("heads_removable_keeping_spearman_0_95", max(kept), of=len(heads["removal_order"]),
+            step=heads["least_first_k"][1], ranked_on=RANK_SENTENCES, scored_on=scored)
+    for k, s_ in zip(heads["most_first_k"], heads["most_first"]):
+        measure("ranking_agreement_most_important_first", whole_ranking_agreement(s_, full), params={"removed": k})
+    alpha = ALPHA_HEADS_PRUNABLE / 4
     for k in (6, 12, 18):
         least = ranking_agreement(heads["least_first"][heads["least_first_k"].index(k)], full)
         most = ranking_agreement(heads["most_first"][heads["most_first_k"].index(k)], full)
         med, low, high = median_interval(least - most, alpha)
         measure("per_sentence_agreement_least_minus_most_first", med, params={"removed": k}, interval=[low, high],
-                confidence=1 - alpha, n=PRUNE_SENTENCES)
+                alpha=alpha, power=median_interval_power(scored, alpha, 0.9),
+                alternative="removing the least important heads first is no gentler (median difference <= 0); power: if "
+                            "each sentence favours it with probability 0.9",
+                n=scored, favouring=int((least > most).sum()))
         assert low > 0, f"removing {k} least important heads is not gentler: median {med:.3f} [{low:.3f}, {high:.3f}]"

@@ -15,15 +15,20 @@ from __future__ import annotations
 import math
 
 import pytest
-import scipy.stats
 import torch
 from hypothesis import given, note
 from hypothesis import strategies as st
 from torch import nn
 
 from proofs.closed_forms import dropout_scale, noam_lr, noam_peak
+from properties.stats import (
+    binomial_equal_tails,
+    clopper_pearson,
+    hoeffding_half_width,
+    separated_power,
+)
 from properties.strategies import model_configs, seeded_model, seeds
-from properties.tolerances import FALSE_ALARM_RATE, FLOAT64, FLOAT64_DEEP
+from properties.tolerances import ALPHA_DROPOUT, FLOAT64, FLOAT64_DEEP
 from transformer import (
     InputEmbedding,
     LabelSmoothingLoss,
@@ -55,6 +60,16 @@ def test_noam_rate_rises_linearly_peaks_at_warmup_and_decays_as_inverse_sqrt(d_m
         assert rate(step) / step == pytest.approx(rate(warmup) / warmup, rel=FLOAT64.rtol)  # linear rise
     else:
         assert rate(step) * math.sqrt(step) == pytest.approx(rate(warmup) * math.sqrt(warmup), rel=FLOAT64.rtol)
+
+
+@pytest.mark.claim("train.noam-schedule", kind="exact")
+@pytest.mark.parametrize("step", [1, 100, 3999, 4000, 4001, 16000, 100_000])
+def test_noam_rate_is_the_papers_equation_3_at_its_own_constants(step):
+    """Equation 3 of the paper, lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5), at its base
+    model's d_model = 512 and warmup_steps = 4000, with noam_rate's own default factor: the shape properties
+    above hold for any constant factor, so only the values pin it."""
+    published = 512 ** -0.5 * min(step ** -0.5, step * 4000 ** -1.5)
+    assert noam_rate(step, 512, 4000) == pytest.approx(published, rel=FLOAT64.rtol, abs=0)
 
 
 @pytest.mark.claim("train.noam-schedule", kind="exact")
@@ -114,7 +129,8 @@ def test_eval_mode_is_deterministic_and_equals_the_p0_model(config, p_drop, attn
 def test_inverted_dropout_keeps_the_expectation(p, measure):
     """The model's embedding dropout in training mode: each entry becomes 0 or (eval value) / (1 - p), exactly;
     the share of zeros is p (exact binomial test) and the mean of train/eval ratios is 1 (Hoeffding bound
-    for values in [0, 1/(1-p)]). Each test at 5e-7: false-alarm rate <= 1e-6."""
+    for values in [0, 1/(1-p)]). Four decisions over the two rates, ALPHA_DROPOUT / 4 each."""
+    alpha = ALPHA_DROPOUT / 4
     config = TransformerConfig.tiny(vocab_size=50, d_model=256, h=1, p_drop=p, pad_id=None)
     torch.manual_seed(0)
     embed = InputEmbedding(config, 50).double()
@@ -126,15 +142,16 @@ def test_inverted_dropout_keeps_the_expectation(p, measure):
     n, scale = ratio.numel(), dropout_scale(p)
     zero = ratio == 0
     torch.testing.assert_close(ratio[~zero], torch.full_like(ratio[~zero], scale), **FLOAT64)
-    zeros = scipy.stats.binomtest(int(zero.sum()), n, p)
-    half_width = scale * math.sqrt(math.log(2 / (FALSE_ALARM_RATE / 2)) / (2 * n))
+    dropped = int(zero.sum())
+    a, b, power = binomial_equal_tails(n, p, alpha, p + 0.01)  # two-sided exact test, power against p + 0.01
+    half_width = hoeffding_half_width(n, alpha, value_range=scale)
     mean = float(ratio.detach().mean())
-    interval = zeros.proportion_ci(confidence_level=1 - FALSE_ALARM_RATE / 2)
-    measure("dropped_fraction", int(zero.sum()) / n, params={"p": p}, interval=[interval.low, interval.high],
-            confidence=1 - FALSE_ALARM_RATE / 2, n=n, p=p)
-    measure("mean_train_over_eval", mean, params={"p": p}, interval=[mean - half_width, mean + half_width],
-            confidence=1 - FALSE_ALARM_RATE / 2, n=n, expected=1.0, p=p, kept_scale=scale)
-    assert zeros.pvalue > FALSE_ALARM_RATE / 2, f"dropped {int(zero.sum()) / n:.4f}, expected {p}"
+    measure("dropped_fraction", dropped / n, params={"p": p}, interval=list(clopper_pearson(dropped, n, alpha)),
+            alpha=alpha, power=power, alternative=f"a drop rate of p + 0.01 = {p + 0.01:.2f}", n=n, accepted=[a, b])
+    measure("mean_train_over_eval", mean, params={"p": p}, interval=[mean - half_width, mean + half_width], alpha=alpha,
+            power=separated_power(1.0, 1 - p, half_width, half_width * (1 - p), alpha),
+            alternative=f"no rescaling of the kept units: mean 1 - p = {1 - p:.1f}", n=n, expected=1.0, kept_scale=scale)
+    assert a <= dropped <= b, f"dropped {dropped / n:.4f}, expected {p} (accepted counts [{a}, {b}])"
     assert abs(mean - 1.0) <= half_width, f"mean ratio {mean:.4f} is not 1 within {half_width:.4f}"
 
 
@@ -224,7 +241,7 @@ def test_presets_carry_the_paper_hyper_parameters(preset, d, d_ff, h, p_drop):
     scheduler = noam_scheduler(optimizer, config)
     rates = [scheduler.lr_lambdas[0](k - 1) for k in (3999, 4000, 4001)]
     assert rates[1] > rates[0] and rates[1] > rates[2] and rates[1] == pytest.approx((d * 4000) ** -0.5)
-    smoothed = LabelSmoothingLoss(config.tgt_vocab_size, config.label_smoothing).smoothed_targets(torch.tensor([5]))
+    smoothed = LabelSmoothingLoss.from_config(config).smoothed_targets(torch.tensor([5]))
     assert smoothed[0, 5] == pytest.approx(0.9) and smoothed.sum() == pytest.approx(1.0)
     assert smoothed[0, config.pad_id] == 0, "label smoothing must not put mass on padding"
 
@@ -247,6 +264,22 @@ def test_label_smoothed_loss_is_the_mean_cross_entropy_against_the_smoothed_targ
     loss = LabelSmoothingLoss(vocab, smoothing, pad_id=0)(log_probs, target)
     assert loss >= 0
     assert abs(float(loss) - (expected / count if count else 0.0)) < 1e-12
+
+
+@given(pad_id=st.integers(1, 9), seed=seeds)
+def test_label_smoothing_from_a_config_uses_its_pad_id_not_zero(pad_id, seed):
+    """LabelSmoothingLoss.from_config reads the pad id the config names (here 1 to 9, never 0): that id gets
+    no smoothing mass and positions whose target is it do not count, while id 0 is an ordinary token."""
+    config = TransformerConfig.tiny(vocab_size=10, pad_id=pad_id)
+    loss = LabelSmoothingLoss.from_config(config)
+    dist = loss.smoothed_targets(torch.tensor([0, (pad_id + 1) % 10]), torch.float64)
+    assert (dist[:, pad_id] == 0).all() and (dist[1, 0] > 0 or (pad_id + 1) % 10 == 0)
+    assert dist[0, 0] == pytest.approx(1 - config.label_smoothing)
+    g = torch.Generator().manual_seed(seed)
+    log_probs = torch.log_softmax(torch.randn(4, 10, generator=g, dtype=torch.float64), -1)
+    target = torch.tensor([0, pad_id, 3 if pad_id != 3 else 4, pad_id])
+    kept = target != pad_id
+    torch.testing.assert_close(loss(log_probs, target), loss(log_probs[kept], target[kept]), **FLOAT64)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from scipy.stats import beta, binom
+from scipy.stats import binom
 
+from properties.stats import clopper_pearson
 from transformer.attention import scaled_dot_product_attention
 
 CLAIM_WIN_RATE = 0.95  # "A beats B": A wins on at least this share of paired initialisations
@@ -228,20 +229,3 @@ def win_rate_check(wins: int, n: int, alpha_budget: float, claim_rate: float = C
         raise ValueError(f"{n} pairs cannot decide a win rate of {claim_rate} at false-alarm rate {alpha_budget}")
     return WinRateCheck(wins, n, cut, float(binom.cdf(cut - 1, n, claim_rate)), float(binom.cdf(cut - 1, n, COIN_FLIP)),
                         clopper_pearson(wins, n, alpha_budget))
-
-
-def clopper_pearson(k: int, n: int, alpha: float) -> tuple[float, float]:
-    """Exact two-sided interval for a binomial proportion, coverage >= 1 - alpha."""
-    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return low, high
-
-
-def sign_interval(values: torch.Tensor, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Median of n independent values and its distribution-free order-statistic interval (descriptive)."""
-    n = values.numel()
-    x = values.flatten().double().sort().values
-    r = max([r for r in range(1, n // 2 + 1) if 2 * binom.cdf(r - 1, n, 0.5) <= 1 - confidence] or [0])
-    if r == 0:
-        return float(x.median()), float(x[0]), float(x[-1])
-    return float(x.median()), float(x[r - 1]), float(x[n - r])

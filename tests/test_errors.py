@@ -147,6 +147,12 @@ def test_token_ids_must_be_two_dimensional(model):
         model(torch.ones(3, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("src_shape,tgt_shape", [((2, 3), (1, 2)), ((1, 3), (1,)), ((3,), (3, 2))])
+def test_source_and_target_need_the_same_batch_and_two_dimensions(model, src_shape, tgt_shape):
+    with pytest.raises(ValueError, match=r"src and tgt must be \(batch, seq\) with the same batch"):
+        model(torch.ones(src_shape, dtype=torch.long), torch.ones(tgt_shape, dtype=torch.long))
+
+
 def test_sequence_longer_than_the_learned_position_table(model):
     with pytest.raises(ValueError, match=r"position 5 is past the learned position table \(max_len=5\)"):
         model.encode(torch.ones(1, 6, dtype=torch.long))
@@ -175,9 +181,9 @@ def test_schedule_steps_count_from_one():
 
 def test_label_smoothing_checks():
     with pytest.raises(ValueError, match=r"smoothing must be in \[0, 1\)"):
-        LabelSmoothingLoss(5, smoothing=1.5)
+        LabelSmoothingLoss(5, smoothing=1.5, pad_id=None)
     with pytest.raises(ValueError, match="do not match target"):
-        LabelSmoothingLoss(5)(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+        LabelSmoothingLoss(5, pad_id=None)(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
 
 
 def test_causal_mask_shape():

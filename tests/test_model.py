@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from transformer import (
     AdditiveAttention,
@@ -20,7 +23,8 @@ from transformer import (
 )
 from transformer.embeddings import InputEmbedding
 from transformer.masks import combine
-from transformer.training import LabelSmoothingLoss
+from transformer.tokenisers import train_wordpiece
+from transformer.training import LabelSmoothingLoss, noam_rate
 
 LOW_PRECISION = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -154,3 +158,109 @@ def test_mask_helpers():
 def test_teacher_forcing_pair_needs_bos_and_a_token():
     with pytest.raises(ValueError, match="seq >= 2"):
         teacher_forcing_pair(torch.tensor([[1]]))
+
+
+def test_presets_share_one_vocabulary_between_source_and_target_and_keep_overrides():
+    for preset in (TransformerConfig.base, TransformerConfig.big, TransformerConfig.tiny):
+        config = preset(123, n_encoder_layers=3)
+        assert (config.src_vocab_size, config.tgt_vocab_size, config.n_encoder_layers) == (123, 123, 3), preset
+
+
+def test_noam_scheduler_passes_its_factor_to_the_rate():
+    config = TransformerConfig.tiny(warmup_steps=10)
+    for factor in (0.5, 3.0):
+        optimizer = make_optimizer(nn.Linear(2, 2), config)
+        scheduler = noam_scheduler(optimizer, config, factor=factor)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(factor * noam_rate(1, config.d_model, 10))
+        del scheduler
+
+
+def test_teacher_forcing_loss_honours_an_explicit_source_mask():
+    """The source mask given to teacher_forcing_loss reaches the model: hiding source tokens changes the loss."""
+    torch.manual_seed(0)
+    config = TransformerConfig.tiny(vocab_size=7, pad_id=None)
+    model = Transformer(config).double().eval()
+    loss_fn = LabelSmoothingLoss.from_config(config)
+    src, tgt = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[5, 6, 1, 2, 3]])
+    hidden = torch.tensor([[True, True, False, False]])
+    with torch.no_grad():
+        assert teacher_forcing_loss(model, src, tgt, loss_fn, hidden) != teacher_forcing_loss(model, src, tgt, loss_fn)
+
+
+def test_label_smoothing_without_pad_id_counts_every_position():
+    """pad_id=None: the loss is the mean over all positions of the cross-entropy with the smoothed targets."""
+    loss_fn = LabelSmoothingLoss(5, 0.2, pad_id=None)
+    g = torch.Generator().manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(2, 3, 5, generator=g, dtype=torch.float64), -1)
+    target = torch.tensor([[0, 1, 4], [2, 0, 3]])
+    expected = -(loss_fn.smoothed_targets(target.flatten(), torch.float64) * log_probs.reshape(6, 5)).sum(-1).mean()
+    torch.testing.assert_close(loss_fn(log_probs, target), expected)
+
+
+def test_label_smoothing_refuses_epsilon_one():
+    with pytest.raises(ValueError, match="smoothing"):
+        LabelSmoothingLoss(5, 1.0, pad_id=None)
+
+
+def test_head_projections_of_a_float64_model_are_float64():
+    for qk in ("separate", "none"):
+        mha = MultiHeadAttention(8, 2, qk_projection=qk).double()
+        assert {w.dtype for w in mha.head_projections(1).values()} == {torch.float64}, qk
+
+
+def test_trained_wordpiece_keeps_berts_word_limit_and_its_prefix():
+    """BERT's WordPiece default max_input_chars_per_word is 100; a chosen continuation prefix is used throughout."""
+    assert train_wordpiece(["hug hugs pug"], 30).max_input_chars_per_word == 100
+    model = train_wordpiece(["hug hugs pug"], 30, prefix="@@")
+    assert any(t.startswith("@@") for t in model.vocab) and not any(t.startswith("##") for t in model.vocab)
+
+
+def test_bert_names_with_the_task_model_prefix_map_like_bare_ones():
+    """A checkpoint saved from a BERT task model prefixes every name with "bert."; the loader strips it."""
+    from transformer.pretrained import bert_state_dict_to_ours
+
+    t = torch.zeros(1)
+    names = {"embeddings.word_embeddings.weight": t, "encoder.layer.3.output.dense.bias": t}
+    assert bert_state_dict_to_ours({"bert." + k: v for k, v in names.items()}) == bert_state_dict_to_ours(names)
+
+
+def test_additive_attention_scores_are_bahdanaus_without_biases():
+    """Bahdanau et al. 2015, appendix A.1.2: e_ij = v^T tanh(W q_i + U k_j), three weight matrices and no bias."""
+    torch.manual_seed(0)
+    attn = AdditiveAttention(4, 6).double()
+    assert {n for n, _ in attn.named_parameters()} == {"w_q.weight", "w_k.weight", "v.weight"}
+    q, k = torch.randn(1, 2, 4, dtype=torch.float64), torch.randn(1, 3, 4, dtype=torch.float64)
+    _, weights = attn(q, k, k)
+    e = torch.tanh((q @ attn.w_q.weight.T)[:, :, None] + (k @ attn.w_k.weight.T)[:, None]) @ attn.v.weight[0]
+    torch.testing.assert_close(weights, torch.softmax(e, -1))
+
+
+def test_mean_pool_averages_the_real_tokens_then_normalises():
+    from transformer.pretrained import mean_pool
+
+    hidden = torch.tensor([[[3.0, 0.0], [1.0, 4.0], [100.0, 100.0]]], dtype=torch.float64)  # (1, 3, 2)
+    pooled = mean_pool(hidden, torch.tensor([[True, True, False]]))
+    torch.testing.assert_close(pooled, torch.tensor([[2.0, 2.0]], dtype=torch.float64) / math.sqrt(8))
+    assert mean_pool(hidden, torch.zeros(1, 3, dtype=torch.bool)).abs().max() == 0  # nothing real: zeros
+
+
+def test_out_of_range_target_ids_are_named_as_targets():
+    model = Transformer(TransformerConfig.tiny(vocab_size=7))
+    with pytest.raises(ValueError, match="target token ids out of range"):
+        model.decode(torch.tensor([[9]]), model.encode(torch.tensor([[1, 2]])))
+
+
+def test_bert_config_maps_every_field_of_a_bert_checkpoint_config():
+    """A BERT config unlike MiniLM's (3 layers, 77 positions, no position_embedding_type: absolute by default)
+    becomes an encoder-only, post-LN, unscaled, untied configuration of exactly that shape, without dropout and
+    without a pad id (BERT's padding comes as an explicit mask)."""
+    from transformer.pretrained import bert_config
+
+    config = bert_config({"hidden_act": "gelu", "vocab_size": 50, "hidden_size": 12, "num_attention_heads": 3,
+                          "intermediate_size": 20, "num_hidden_layers": 3, "layer_norm_eps": 1e-7,
+                          "max_position_embeddings": 77, "type_vocab_size": 2})
+    assert (config.src_vocab_size, config.tgt_vocab_size, config.d_model, config.h, config.d_ff) == (50, 50, 12, 3, 20)
+    assert (config.n_encoder_layers, config.n_decoder_layers, config.max_len, config.layer_norm_eps) == (3, 0, 77, 1e-7)
+    assert (config.norm_placement, config.positional, config.tying, config.activation) == ("post", "learned", "none", "gelu")
+    assert config.scale_embedding is False and config.embedding_norm is True and config.pad_id is None
+    assert config.p_drop == 0.0 and config.type_vocab_size == 2

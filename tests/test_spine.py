@@ -13,7 +13,13 @@ import pytest
 import tests.site_fixture  # noqa: F401 - imports the page's libraries before the in-process runs below
 from verification import aggregate
 from verification import ledger as ledger_cli
-from verification.aggregate import FALSE_ALARM_BUDGET, build_ledger, strict_problems, summary_line, to_jsonable
+from verification.aggregate import (
+    FALSE_ALARM_BUDGET,
+    build_ledger,
+    strict_problems,
+    summary_line,
+    to_jsonable,
+)
 from verification.catalogue import CatalogueError, load_catalogue
 from verification.records import make_record, render, typed_numbers
 

@@ -14,7 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from properties.strategies import gaussian, lengths_with_padding, model_configs, seeded_model, seeds
+from properties.strategies import (
+    gaussian,
+    lengths_with_padding,
+    model_configs,
+    seeded_model,
+    seeds,
+)
 from properties.tolerances import FLOAT64, FLOAT64_DEEP
 from tests.torch_reference import copy_attention, torch_decoder, torch_encoder
 from transformer import MultiHeadAttention, causal_mask, padding_mask_from_lengths

@@ -7,10 +7,10 @@ import pytest
 import torch
 from scipy.stats import binom, binomtest
 
+from properties.stats import clopper_pearson
 from properties.tolerances import BY_DTYPE
 from properties.toy_tasks import (
     SequenceTask,
-    clopper_pearson,
     multi_head_self_attention,
     one_block,
     one_block_params,

@@ -16,7 +16,12 @@ Deviations from the paper, said out loud:
     * Pre-LN, rotary, ALiBi, learned positions, GELU, shared-QK and token types are options, off by default.
 """
 
-from .attention import AdditiveAttention, KVCache, MultiHeadAttention, scaled_dot_product_attention
+from .attention import (
+    AdditiveAttention,
+    KVCache,
+    MultiHeadAttention,
+    scaled_dot_product_attention,
+)
 from .config import TransformerConfig
 from .decoding import Generated, greedy_decode
 from .embeddings import (
@@ -28,8 +33,19 @@ from .embeddings import (
     TokenEmbedding,
     sinusoidal_encoding,
 )
-from .layers import DecoderLayer, EncoderLayer, PositionwiseFeedForward, ResidualSublayer
-from .masks import causal_mask, combine, key_padding_mask, padding_mask_from_ids, padding_mask_from_lengths
+from .layers import (
+    DecoderLayer,
+    EncoderLayer,
+    PositionwiseFeedForward,
+    ResidualSublayer,
+)
+from .masks import (
+    causal_mask,
+    combine,
+    key_padding_mask,
+    padding_mask_from_ids,
+    padding_mask_from_lengths,
+)
 from .model import Decoder, DecoderCache, Encoder, Generator, Transformer
 from .tokenisers import ByteBPE, WordPiece, train_bpe, train_wordpiece
 from .training import (

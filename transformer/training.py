@@ -56,11 +56,16 @@ class LabelSmoothingLoss(nn.Module):
     which gets no mass; positions whose target is padding do not count.
     """
 
-    def __init__(self, vocab_size: int, smoothing: float = 0.1, pad_id: int | None = 0):
+    def __init__(self, vocab_size: int, smoothing: float = 0.1, *, pad_id: int | None):
         super().__init__()
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
         self.vocab_size, self.smoothing, self.pad_id = vocab_size, smoothing, pad_id
+
+    @classmethod
+    def from_config(cls, config: TransformerConfig) -> LabelSmoothingLoss:
+        """The loss for a model built from ``config``: its target vocabulary, epsilon_ls and pad id."""
+        return cls(config.tgt_vocab_size, config.label_smoothing, pad_id=config.pad_id)
 
     def smoothed_targets(self, target: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
         # target (N,) -> distributions (N, vocab)

@@ -31,7 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from .aggregate import BAD, MAX_MEASUREMENT_CHARS, TestRecord, build_ledger, strict_problems
+from .aggregate import (
+    BAD,
+    MAX_MEASUREMENT_CHARS,
+    TestRecord,
+    build_ledger,
+    strict_problems,
+)
 from .catalogue import KINDS, Catalogue, CatalogueError, load_catalogue
 from .records import make_record
 

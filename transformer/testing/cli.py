@@ -13,7 +13,16 @@ import sys
 import torch
 
 from .implementations import UsageError
-from .runner import all_properties, load_row, matrix, read_xfails, run, select_properties, summary, write_json
+from .runner import (
+    all_properties,
+    load_row,
+    matrix,
+    read_xfails,
+    run,
+    select_properties,
+    summary,
+    write_json,
+)
 
 EPILOG = """\
 FACTORY() returns attend(q, k, v, allowed) -> out or (out, weights), with q (B, H, S_q, d), k and v

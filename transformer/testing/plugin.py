@@ -49,7 +49,13 @@ def _state(config):
 
 def _load(config):
     from .implementations import BUILTIN, UsageError
-    from .runner import KNOWN_FAILURES, all_properties, load_row, read_xfails, select_properties
+    from .runner import (
+        KNOWN_FAILURES,
+        all_properties,
+        load_row,
+        read_xfails,
+        select_properties,
+    )
 
     try:
         rows = [load_row(spec) for spec in config.getoption("attention_impl")]

@@ -18,7 +18,15 @@ from hypothesis import strategies as st
 
 from . import diagnosis
 from .implementations import Implementation, attention_weights, reference_attention
-from .strategies import LOW_PRECISION, PADDING, attention_cases, attention_layouts, gaussian, live_rows, seeds
+from .strategies import (
+    LOW_PRECISION,
+    PADDING,
+    attention_cases,
+    attention_layouts,
+    gaussian,
+    live_rows,
+    seeds,
+)
 from .tolerances import BY_DTYPE, EXACT_ZERO, FLOAT64, VISIBLE
 
 TOL = dict(rtol=FLOAT64.rtol, atol=FLOAT64.atol)

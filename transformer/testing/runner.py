@@ -14,7 +14,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 
-from .implementations import BUILTIN, Implementation, UsageError, as_implementation, load_factory
+from .implementations import (
+    BUILTIN,
+    Implementation,
+    UsageError,
+    as_implementation,
+    load_factory,
+)
 from .properties import PROPERTIES, PropertyFailure
 from .thirdparty import KNOWN_FAILURES as THIRD_PARTY_KNOWN_FAILURES
 
