@@ -231,7 +231,7 @@ def test_bpe_decode_of_a_cut_character_gives_the_replacement_character_like_toke
     """tok.bpe-roundtrip at its documented limit: ids whose bytes end inside a multi-byte character (every
     character from U+0080 on takes 2 to 4 bytes) are not UTF-8; decode returns U+FFFD in its place
     (errors="replace") instead of raising, the same text as tokenizers' ByteLevel decoder on the same tokens."""
-    model = train_bpe(["ab"], 256)
+    model = train_bpe(["ab"], BPE_BASE_SIZE)
     raw = text.encode()
     cut = min(cut, len(text[-1].encode()) - 1)
     byte_id = {tok: i for i, tok in enumerate(model.vocab)}

@@ -298,7 +298,7 @@ def test_removing_least_important_heads_first_keeps_the_similarity_ranking_longe
     for k, rho, same in zip(heads["least_first_k"], curve, unchanged):
         measure("ranking_agreement_least_important_first", rho, params={"removed": k}, nearest_unchanged=same,
                 of=scored, statistic="Spearman correlation of all pairwise cosine similarities with the full model's")
-    measure("heads_removable_keeping_spearman_0_95", max(kept), of=len(heads["removal_order"]),
+    measure("heads_removable_keeping_spearman", max(kept), params={"spearman": 0.95}, of=len(heads["removal_order"]),
             step=heads["least_first_k"][1], ranked_on=RANK_SENTENCES, scored_on=scored)
     for k, s_ in zip(heads["most_first_k"], heads["most_first"]):
         measure("ranking_agreement_most_important_first", whole_ranking_agreement(s_, full), params={"removed": k})
