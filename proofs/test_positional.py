@@ -127,7 +127,9 @@ def test_rotary_inner_product_depends_only_on_the_offset(measure):
         thetas = list(sp.symbols(f"theta_0:{width // 2}", positive=True))
         q = sp.Matrix(sp.symbols(f"q_0:{width}", real=True))
         key = sp.Matrix(sp.symbols(f"k_0:{width}", real=True))
-        rotate = lambda position: block_rotation([position * t for t in thetas], -1)  # noqa: E731
+        def rotate(position, thetas=thetas):
+            return block_rotation([position * t for t in thetas], -1)
+
         score = ((rotate(m) * q).T * (rotate(n_pos) * key))[0, 0]
         relative = (q.T * rotate(n_pos - m) * key)[0, 0]
         assert trig_zero(score - relative), width

@@ -66,6 +66,7 @@ def test_scaled_up_logits_drive_softmax_to_one_hot_and_its_jacobian_to_zero(meas
         check_entries_bounded_by_off_max_mass(size)
     # Step 3: S <= (n - 1) exp(-beta g), which tends to 0, also after the factor beta.
     bound = cf.SOFTMAX_OFF_MAX_BOUND
+    assert sp.simplify(bound - (n - 1) * sp.exp(-beta * g)) == 0
     assert sp.limit(bound, beta, sp.oo) == 0
     assert sp.limit(beta * bound, beta, sp.oo) == 0
     # Step 4: exact limits for concrete logits. With u = exp(-beta) (beta -> oo is u -> 0+),

@@ -170,7 +170,7 @@ def test_counted_flops_match_8nd2_plus_4n2d_and_16nd2(measure):
         attention, ffn = MultiHeadAttention(d, h), PositionwiseFeedForward(d, 4 * d)
         for n in (d // 2, d, 2 * d, 4 * d):
             x = torch.randn(1, n, d)
-            counted_attention, counted_ffn = _flops(lambda: attention(x, x, x)), _flops(lambda: ffn(x))
+            counted_attention, counted_ffn = _flops(lambda x=x, f=attention: f(x, x, x)), _flops(lambda x=x, f=ffn: f(x))
             rows.append(dict(n=n, d=d, h=h, attention=counted_attention, ffn=counted_ffn))
             assert counted_attention == attention_flops(n, d), rows[-1]
             assert counted_ffn == ffn_flops(n, d, 4 * d) == 16 * n * d * d, rows[-1]

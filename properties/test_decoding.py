@@ -38,13 +38,13 @@ def test_parallel_recomputed_and_cached_decoding_agree_at_every_step(case):
         for t in range(tgt.shape[1]):  # generation without a cache: the whole prefix again at each step
             prefix = model.decode(tgt[:, : t + 1], memory, src_allowed, tgt_allowed[:, : t + 1])
             torch.testing.assert_close(model.generator(prefix[:, -1]), parallel[:, t], **FLOAT64_DEEP,
-                                       msg=lambda m: f"recomputed step {t} differs from the parallel pass: {m}")
+                                       msg=lambda m, t=t: f"recomputed step {t} differs from the parallel pass: {m}")
         cache, start = model.new_cache(), 0
         for size in chunks:  # generation with a cache: only the new tokens, any chunk size
             fresh = model.decode(tgt[:, start:start + size], memory, src_allowed,
                                  tgt_allowed[:, start:start + size], cache=cache)
             torch.testing.assert_close(model.generator(fresh), parallel[:, start:start + size], **FLOAT64_DEEP,
-                                       msg=lambda m: f"cached chunk at {start} (sizes {chunks}) differs: {m}")
+                                       msg=lambda m, start=start: f"cached chunk at {start} (sizes {chunks}) differs: {m}")
             start += size
 
 

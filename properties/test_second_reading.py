@@ -376,7 +376,8 @@ def test_batchnorm_adds_more_noise_the_smaller_the_batch(measure):
     med, low, high = median_interval(diff, alpha)
     share = float((diff > 0).double().mean())
     measure("error_batch4_minus_batch64", med, interval=[low, high], confidence=1 - alpha, alpha=alpha,
-            power=median_interval_power(BN_TRIALS, alpha, 0.6), power_at="a share of 0.6 of pairs with the larger error at batch 4",
+            power=median_interval_power(BN_TRIALS, alpha, 0.6),
+            power_at="a share of 0.6 of pairs with the larger error at batch 4",
             alternative="batch size does not matter: median paired difference 0", share_larger_at_small_batch=share)
     assert low > 0, f"error at batch 4 minus batch 64: median {med:.4f} [{low:.4f}, {high:.4f}]"
     torch.testing.assert_close(two.abs(), torch.ones_like(two), rtol=0, atol=1e-4)  # eps = 1e-5 in the variance

@@ -124,7 +124,7 @@ def test_encoder_with_loaded_weights_matches_transformers_bert(batch, hf_bert, o
         theirs = hf_bert(ids, attention_mask=key_allowed.long(), token_type_ids=types, output_attentions=True)
     torch.testing.assert_close(ours, theirs.last_hidden_state, **FLOAT64_DEEP)
     for layer, (mine, reference) in enumerate(zip(our_bert.attention_weights(), theirs.attentions)):
-        torch.testing.assert_close(mine, reference, **FLOAT64_DEEP, msg=lambda m: f"layer {layer} attention: {m}")
+        torch.testing.assert_close(mine, reference, **FLOAT64_DEEP, msg=lambda m, layer=layer: f"layer {layer} attention: {m}")
         assert (mine.masked_select(~key_allowed[:, None, None, :]) == 0).all(), "padded keys got weight"
 
 
@@ -161,7 +161,9 @@ def test_trained_attention_rows_are_concentrated_untrained_rows_diffuse(attentio
     alpha = ALPHA_SPARSE_ROWS / 4
     power = median_interval_power(ATTENTION_SENTENCES, alpha, 0.9)
     trained, random_init, shuffled = (attention[k] for k in ("trained", "random", "shuffled"))
-    sentence_mean = lambda stats, key: stats[key].mean((1, 2))  # (N,) over layers and heads
+    def sentence_mean(stats, key):  # (N,) over layers and heads
+        return stats[key].mean((1, 2))
+
     for baseline, stats in (("random_init", random_init), ("shuffled", shuffled)):
         diff = sentence_mean(trained, "entropy") - sentence_mean(stats, "entropy")
         med, low, high = median_interval(diff, alpha)
@@ -239,7 +241,9 @@ def ranking_agreement(similarities: torch.Tensor, reference: torch.Tensor) -> to
     models: 1 when it ranks the others in the same order. Shape: (N, N) x 2 -> (N,)."""
     N = reference.shape[0]
     others = ~torch.eye(N, dtype=torch.bool)
-    ranks = lambda s: s[others].view(N, N - 1).argsort(1).argsort(1).double()
+    def ranks(s):
+        return s[others].view(N, N - 1).argsort(1).argsort(1).double()
+
     a, b = ranks(similarities), ranks(reference)
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
@@ -292,7 +296,9 @@ def test_removing_least_important_heads_first_keeps_the_similarity_ranking_longe
     full = heads["least_first"][0]
     scored = full.shape[0]
     curve = [whole_ranking_agreement(s, full) for s in heads["least_first"]]
-    nearest = lambda s: s.masked_fill(torch.eye(s.shape[0], dtype=torch.bool), -2).argmax(1)
+    def nearest(s):
+        return s.masked_fill(torch.eye(s.shape[0], dtype=torch.bool), -2).argmax(1)
+
     unchanged = [int((nearest(s) == nearest(full)).sum()) for s in heads["least_first"]]
     kept = [k for k, rho in zip(heads["least_first_k"], curve) if rho >= 0.95]
     for k, rho, same in zip(heads["least_first_k"], curve, unchanged):
