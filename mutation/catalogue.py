@@ -272,6 +272,18 @@ CATALOGUE: tuple[Mutant, ...] = (
         (Patch(DECODING, "        next_token = model.generator(states[:, -1:]).argmax(dim=-1)  # (B, 1)\n",
                "        next_token = model.generator(states[:, :1]).argmax(dim=-1)  # (B, 1)\n"),),
     ),
+    Mutant(
+        "greedy-bos-read-as-padding", "decoding",
+        "greedy decoding derives the target mask from the token ids, so a BOS (or a generated token) equal to "
+        "the pad id is read as padding (differs when bos_id == pad_id)",
+        (Patch(DECODING, "        states = model.decode(fresh, memory, src_key_allowed, real, cache=cache)  # (B, *, d_model)\n",
+               "        states = model.decode(fresh, memory, src_key_allowed, cache=cache)  # (B, *, d_model)\n"),),
+    ),
+    Mutant(
+        "greedy-no-padding-after-eos", "decoding",
+        "a row that has produced EOS keeps generating: the tokens after its EOS are not replaced by the pad id",
+        (Patch(DECODING, "            next_token = next_token.masked_fill(finished[:, None], pad_id)\n", ""),),
+    ),
     # ------------------------------------------------------------------ embeddings and positions
     Mutant(
         "tying-by-copy", "embeddings", "the generator gets a copy of the embedding matrix, not the same Parameter",
