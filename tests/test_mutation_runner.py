@@ -186,3 +186,9 @@ def test_the_guard_stops_a_run_that_imports_transformer_from_elsewhere(tmp_path,
                                                   "MUTATION_RESULT": str(tmp_path / "result.json")})
     assert status == GUARD_EXIT
     assert "not imported from the copy" in json.loads((tmp_path / "result.json").read_text())["guard"]
+
+
+def test_the_readme_table_names_every_mutant_of_the_catalogue():
+    readme = (REPO / "mutation" / "README.md").read_text(encoding="utf-8")
+    missing = [m.id for m in CATALOGUE if f"`{m.id}`" not in readme]
+    assert not missing, f"mutation/README.md does not list {missing}"
