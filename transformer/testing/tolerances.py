@@ -6,17 +6,32 @@ Low-precision runs are compared against float64 on the same rounded inputs, with
 of the dtype's machine epsilon.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
 
 @dataclass(frozen=True)
-class Tol:
+class Tol(Mapping):
+    """A relative and an absolute tolerance; ``assert_close(a, b, **FLOAT64)`` passes both."""
+
     rtol: float
     atol: float
 
+    def __getitem__(self, key: str) -> float:
+        if key not in ("rtol", "atol"):
+            raise KeyError(key)
+        return getattr(self, key)
 
+    def __iter__(self):
+        return iter(("rtol", "atol"))
+
+    def __len__(self) -> int:
+        return 2
+
+
+#: Two float64 routes to the same value (different summation order, fused vs explicit paths).
 FLOAT64 = Tol(rtol=1e-10, atol=1e-12)
 #: A float64 quantity that went through whole layer stacks (models, not single attention calls).
 FLOAT64_DEEP = Tol(rtol=1e-9, atol=1e-10)
