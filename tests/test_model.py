@@ -342,3 +342,14 @@ def test_bert_encoder_without_a_mask_attends_to_every_token():
     ids = torch.tensor([[1, 5, 7, 2]])
     with torch.no_grad():
         torch.testing.assert_close(model(ids), model(ids, torch.ones(1, 4, dtype=torch.bool)))
+
+
+def test_decode_derives_the_source_padding_from_src_like_an_explicit_mask():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(vocab_size=9, pad_id=0)).double().eval()
+    src, tgt = torch.tensor([[3, 4, 0, 0]]), torch.tensor([[5, 6]])
+    with torch.no_grad():
+        memory = model.encode(src)
+        explicit = model.decode(tgt, memory, src_key_allowed=src != 0)
+        torch.testing.assert_close(model.decode(tgt, memory, src=src), explicit)
+        assert not torch.allclose(model.decode(tgt, memory), explicit), "without a mask every memory position is read"
