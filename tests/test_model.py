@@ -353,3 +353,10 @@ def test_decode_derives_the_source_padding_from_src_like_an_explicit_mask():
         explicit = model.decode(tgt, memory, src_key_allowed=src != 0)
         torch.testing.assert_close(model.decode(tgt, memory, src=src), explicit)
         assert not torch.allclose(model.decode(tgt, memory), explicit), "without a mask every memory position is read"
+
+
+def test_paper_presets_default_to_the_shared_37000_token_vocabulary():
+    """Section 5.1: a shared source-target vocabulary of about 37000 byte-pair tokens (English-German)."""
+    for preset in (TransformerConfig.base, TransformerConfig.big):
+        config = preset()
+        assert config.src_vocab_size == config.tgt_vocab_size == 37000, preset
