@@ -360,3 +360,18 @@ def test_paper_presets_default_to_the_shared_37000_token_vocabulary():
     for preset in (TransformerConfig.base, TransformerConfig.big):
         config = preset()
         assert config.src_vocab_size == config.tgt_vocab_size == 37000, preset
+
+
+def test_attention_dropout_keeps_weights_scaled_by_one_over_one_minus_its_own_rate():
+    """In training, every attention weight that survives is the eval weight divided by 1 - attn_dropout."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2, attn_dropout=0.25).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with torch.no_grad():
+        mha.eval()(x, x, x)
+        kept = mha.last_weights
+        mha.train()(x, x, x)
+        dropped = mha.last_weights
+    alive = dropped != 0
+    assert alive.any() and not alive.all()
+    torch.testing.assert_close(dropped[alive], kept[alive] / 0.75)
