@@ -34,7 +34,9 @@ from transformer import (
     KVCache,
     MultiHeadAttention,
     RotaryEmbedding,
+    SinusoidalPositionalEncoding,
     TransformerConfig,
+    sinusoidal_encoding,
 )
 
 MARGIN = 1e-6  # a real break of equivariance moves outputs by far more; round-off by far less
@@ -386,6 +388,18 @@ def test_rotary_attention_is_translation_invariant(h, half, length, shift, seed)
     here = attention(x, x, x)
     torch.testing.assert_close(attention(x, x, x, query_offset=shift), here, **FLOAT64_DEEP)
     torch.testing.assert_close(_shifted_by_masked_ghosts(attention, x, shift, seed), here, **FLOAT64_DEEP)
+
+
+@pytest.mark.claim("pe.sinusoid-shape", kind="exact")
+@given(half=st.integers(1, 16), pos=st.integers(0, 10_000))
+def test_sinusoidal_code_is_section_3_5_with_base_10000_by_default(half, pos):
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)) (Vaswani et al. 2017,
+    section 3.5) from the defaults of the function and of the module: the shape properties hold for any base."""
+    d = 2 * half
+    angles = [pos / 10000.0 ** (2 * i / d) for i in range(half)]
+    published = torch.tensor([f(a) for a in angles for f in (math.sin, math.cos)], dtype=torch.float64)
+    for code in (sinusoidal_encoding(torch.tensor([pos]), d), SinusoidalPositionalEncoding(d)(torch.tensor([pos]))):
+        torch.testing.assert_close(code[0], published, **FLOAT64_DEEP)  # angles up to 1e4 rad carry ~1e-12 of round-off
 
 
 # Press et al. 2022, section 3: 8 heads get 1/2, 1/4, ..., 1/256 and 16 heads 2^-0.5, 2^-1, ..., 2^-8; other

@@ -264,3 +264,114 @@ def test_bert_config_maps_every_field_of_a_bert_checkpoint_config():
     assert (config.norm_placement, config.positional, config.tying, config.activation) == ("post", "learned", "none", "gelu")
     assert config.scale_embedding is False and config.embedding_norm is True and config.pad_id is None
     assert config.p_drop == 0.0 and config.type_vocab_size == 2
+
+
+def test_every_sub_module_takes_its_setting_from_the_config():
+    """Attention dropout, activation, rotary base, norm eps and the embedding scale reach every module built
+    from the config (decoder self- and cross-attention and the final norms included), not a default of theirs."""
+    from transformer.embeddings import RotaryEmbedding
+    from transformer.layers import PositionwiseFeedForward
+
+    config = TransformerConfig.tiny(attn_dropout=0.25, activation="gelu", positional="rope", pe_base=100.0,
+                                    layer_norm_eps=1e-3, norm_placement="pre", scale_embedding=False)
+    model = Transformer(config)
+    mha = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    assert len(mha) == 2 + 2 * 2 and {m.attn_dropout for m in mha} == {0.25}
+    assert {m.activation for m in model.modules() if isinstance(m, PositionwiseFeedForward)} == {nn.functional.gelu}
+    rotary = [m for m in model.modules() if isinstance(m, RotaryEmbedding)]
+    assert rotary and {m.base for m in rotary} == {100.0}
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert model.encoder.final_norm is not None and model.decoder.final_norm is not None
+    assert {m.eps for m in norms} == {1e-3}
+    assert model.src_embed.token.scale is False and model.tgt_embed.token.scale is False
+
+
+def test_attention_dropout_drops_in_training_mode_only():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(attn_dropout=0.5, p_drop=0.0)).double()
+    src, tgt = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[5, 6, 7]])
+    model.train()
+    assert not torch.equal(model(src, tgt), model(src, tgt)), "attention dropout must drop weights in training"
+    model.eval()
+    assert torch.equal(model(src, tgt), model(src, tgt))
+
+
+def test_alibi_decoder_without_a_cache_equals_one_chunk_through_a_fresh_cache():
+    """Without a cache the decoder's positions start at 0, as they do for the first chunk of a new cache."""
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(positional="alibi", pad_id=None)).double().eval()
+    src, tgt = torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5, 6, 7]])
+    with torch.no_grad():
+        memory = model.encode(src)
+        torch.testing.assert_close(model.decode(tgt, memory), model.decode(tgt, memory, cache=model.new_cache()))
+
+
+def test_padding_mask_from_lengths_defaults_to_the_longest_length():
+    from transformer.masks import padding_mask_from_lengths
+
+    allowed = padding_mask_from_lengths(torch.tensor([2, 3]))
+    assert allowed.shape == (2, 1, 1, 3) and allowed[0, 0, 0].tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("change", [{"d_model": 8.0}, {"d_ff": True}, {"pad_id": 11}])
+def test_config_refuses_non_integer_sizes_and_a_pad_id_equal_to_the_vocabulary_size(change):
+    with pytest.raises((ValueError, TypeError)):
+        TransformerConfig.tiny(vocab_size=11).with_(**change)
+
+
+def test_token_and_learned_position_tables_start_at_variance_one_over_d():
+    """Both tables are drawn N(0, 1/d_model) after nn.Embedding's own N(0, 1) draw (replayed from the seed)."""
+    from transformer.embeddings import LearnedPositionalEmbedding, TokenEmbedding
+
+    for build in (lambda: TokenEmbedding(7, 16), lambda: LearnedPositionalEmbedding(7, 16)):
+        torch.manual_seed(3)
+        table = next(build().parameters()).detach()
+        torch.manual_seed(3)
+        torch.empty(7, 16).normal_()  # nn.Embedding.reset_parameters
+        torch.testing.assert_close(table, torch.empty(7, 16).normal_(0.0, 16 ** -0.5), rtol=0, atol=0)
+
+
+def test_bert_encoder_without_a_mask_attends_to_every_token():
+    from transformer.pretrained import BertEncoder, bert_config
+
+    config = bert_config({"hidden_act": "gelu", "vocab_size": 20, "hidden_size": 8, "num_attention_heads": 2,
+                          "intermediate_size": 16, "num_hidden_layers": 2, "layer_norm_eps": 1e-12,
+                          "max_position_embeddings": 16, "type_vocab_size": 2})
+    torch.manual_seed(0)
+    model = BertEncoder(config).double().eval()
+    ids = torch.tensor([[1, 5, 7, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), model(ids, torch.ones(1, 4, dtype=torch.bool)))
+
+
+def test_decode_derives_the_source_padding_from_src_like_an_explicit_mask():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig.tiny(vocab_size=9, pad_id=0)).double().eval()
+    src, tgt = torch.tensor([[3, 4, 0, 0]]), torch.tensor([[5, 6]])
+    with torch.no_grad():
+        memory = model.encode(src)
+        explicit = model.decode(tgt, memory, src_key_allowed=src != 0)
+        torch.testing.assert_close(model.decode(tgt, memory, src=src), explicit)
+        assert not torch.allclose(model.decode(tgt, memory), explicit), "without a mask every memory position is read"
+
+
+def test_paper_presets_default_to_the_shared_37000_token_vocabulary():
+    """Section 5.1: a shared source-target vocabulary of about 37000 byte-pair tokens (English-German)."""
+    for preset in (TransformerConfig.base, TransformerConfig.big):
+        config = preset()
+        assert config.src_vocab_size == config.tgt_vocab_size == 37000, preset
+
+
+def test_attention_dropout_keeps_weights_scaled_by_one_over_one_minus_its_own_rate():
+    """In training, every attention weight that survives is the eval weight divided by 1 - attn_dropout."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2, attn_dropout=0.25).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with torch.no_grad():
+        mha.eval()(x, x, x)
+        kept = mha.last_weights
+        mha.train()(x, x, x)
+        dropped = mha.last_weights
+    alive = dropped != 0
+    assert alive.any() and not alive.all()
+    torch.testing.assert_close(dropped[alive], kept[alive] / 0.75)
