@@ -13,7 +13,7 @@ import os
 import torch
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ("verification.plugin", "transformer.testing.plugin")
+pytest_plugins = ("verification.plugin", "pytest_faq_conformance")
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -2,7 +2,7 @@
 
 Everything lives in the installable package ``transformer.testing`` (contract and built-in rows:
 ``transformer.testing.implementations``; properties: ``transformer.testing.properties``; the pytest
-plugin with ``--attention-impl``: ``transformer.testing.plugin``, loaded by the root ``conftest.py``).
+plugin with ``--attention-impl``: ``pytest_faq_conformance``, loaded by the root ``conftest.py``).
 This module re-exports the names the tests use.
 """
 

@@ -90,7 +90,7 @@ def test_the_same_run_through_pytest_pyargs_with_the_plugin(pytester):
     diagnosis as the failure message, the user's expected failures strict, the same JSON report."""
     pytester.makefile(".txt", xfails=f"{NO_SCALE} padding-zero-weight it passes, so this is an XPASS\n")
     result = pytester.runpytest_inprocess(
-        "-p", "transformer.testing.plugin", "--pyargs", "transformer.testing.suite", "--attention-impl", NO_SCALE,
+        "-p", "pytest_faq_conformance", "--pyargs", "transformer.testing.suite", "--attention-impl", NO_SCALE,
         "--attention-impl", NAIVE, "--conformance-properties", "definition,padding-zero-weight",
         "--conformance-max-examples", "3", "--conformance-json", "out.json", "--conformance-xfails", "xfails.txt")
     result.assert_outcomes(passed=2, failed=2)  # no-scale definition; its padding-zero-weight XPASS(strict)
@@ -99,6 +99,6 @@ def test_the_same_run_through_pytest_pyargs_with_the_plugin(pytester):
     outcomes = {(r["implementation"], r["property"]): r["outcome"] for r in report["results"]}
     assert outcomes == {(NO_SCALE, "definition"): "failed", (NO_SCALE, "padding-zero-weight"): "xpassed",
                         (NAIVE, "definition"): "passed", (NAIVE, "padding-zero-weight"): "passed"}
-    bad = pytester.runpytest_inprocess("-p", "transformer.testing.plugin", "--pyargs", "transformer.testing.suite",
+    bad = pytester.runpytest_inprocess("-p", "pytest_faq_conformance", "--pyargs", "transformer.testing.suite",
                                        "--attention-impl", "nowhere:make")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR and "cannot import 'nowhere'" in bad.stderr.str()

@@ -131,11 +131,6 @@ def _fake_repo(root: Path, *, test_body: str = "assert add(2, 3) == 5") -> Path:
     """A repository with a one-function `transformer`, one test, and the real `mutation` package."""
     (root / "transformer").mkdir(parents=True)
     (root / "transformer" / "__init__.py").write_text("def add(a, b):\n    return a + b\n")
-    # The installed package registers transformer.testing.plugin as a pytest11 entry point, so every
-    # pytest run imports it; the copy must provide it (empty here), as a copy of the real tree does.
-    (root / "transformer" / "testing").mkdir()
-    (root / "transformer" / "testing" / "__init__.py").write_text("")
-    (root / "transformer" / "testing" / "plugin.py").write_text("")
     (root / "tests").mkdir()
     (root / "tests" / "test_add.py").write_text(textwrap.dedent(f"""\
         from transformer import add

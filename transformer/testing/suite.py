@@ -12,7 +12,7 @@ from .runner import run_one
 
 def test_conformance(conformance_cell, request):
     """The implementation satisfies the property (see ``transformer.testing.properties`` for each claim)."""
-    from .plugin import record
+    from pytest_faq_conformance import record
 
     row, prop = conformance_cell
     config = request.config

@@ -1,4 +1,9 @@
-"""pytest plugin (entry point ``pytest11``): the conformance options and the ``attention_impl`` fixture.
+"""pytest plugin of ``transformer.testing`` (entry point ``pytest11``): the conformance options and the
+``attention_impl`` fixture.
+
+A top-level module, so that loading it imports nothing of the ``transformer`` package: pytest loads
+entry-point plugins before coverage starts, and importing the package then would hide its module-level
+lines from coverage, and import it from the installed location ahead of any copy on ``PYTHONPATH``.
 
 ``pytest --pyargs transformer.testing.suite --attention-impl MODULE:FACTORY`` runs every property
 against each factory (the built-in rows when none is given), one test per (implementation,
@@ -13,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 # Registered through the pytest11 entry point, this module loads in every pytest session of the
-# environment: it imports torch and hypothesis only when a session asks for conformance.
+# environment: it imports transformer, torch and hypothesis only when a session asks for conformance.
 ROWS_KEY = pytest.StashKey[list]()
 RESULTS_KEY = pytest.StashKey[list]()
 
@@ -48,8 +53,8 @@ def _state(config):
 
 
 def _load(config):
-    from .implementations import BUILTIN, UsageError
-    from .runner import (
+    from transformer.testing.implementations import BUILTIN, UsageError
+    from transformer.testing.runner import (
         KNOWN_FAILURES,
         all_properties,
         load_row,
@@ -90,8 +95,8 @@ def pytest_generate_tests(metafunc):
 
 
 def _parametrize_attention_impl(metafunc):
-    from .implementations import BUILTIN
-    from .properties import PROPERTIES
+    from transformer.testing.implementations import BUILTIN
+    from transformer.testing.properties import PROPERTIES
 
     marker = metafunc.definition.get_closest_marker("attention_property")
     if marker is None or not marker.args or marker.args[0] not in PROPERTIES:
@@ -110,8 +115,8 @@ def _parametrize_attention_impl(metafunc):
 
 
 def _parametrize_cells(metafunc):
-    from .implementations import BUILTIN
-    from .runner import properties_for
+    from transformer.testing.implementations import BUILTIN
+    from transformer.testing.runner import properties_for
 
     rows, expected, selected = _state(metafunc.config)
     rows = rows or list(BUILTIN)
@@ -137,8 +142,8 @@ def pytest_sessionfinish(session):
     import json
     from pathlib import Path
 
-    from .implementations import BUILTIN
-    from .runner import report
+    from transformer.testing.implementations import BUILTIN
+    from transformer.testing.runner import report
 
     results = session.config.stash.get(RESULTS_KEY, [])
     rows = {r.implementation for r in results}
