@@ -202,6 +202,28 @@ def question_info(catalogue: Catalogue, source: str) -> dict:
     return {"id": source, "seed": m.group(1) if m else source.split(":")[0], "printed": printed}
 
 
+def source_key(source: str):
+    """Sort key of a question id such as "000:F21": its seed, then its number in reading order."""
+    m = _SOURCE.match(source)
+    return (m.group(1), int(m.group(3))) if m else (source, 0)
+
+
+def questions_by_seed(ledger: dict, catalogue: Catalogue) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """The ledger's claims under the FAQ questions they come from: ``[(seed, [(question id, [claim ids])])]``,
+    seeds in catalogue order, questions in reading order (every catalogue question, with or without claims)."""
+    by_question: dict[str, list[str]] = {}
+    for c in ledger["claims"]:
+        for source in c["sources"]:
+            by_question.setdefault(source, []).append(c["id"])
+    prefixes = list(catalogue.seeds) or sorted({q.split(":")[0] for q in by_question})
+    walk = []
+    for prefix in prefixes:
+        ids = [q for q in catalogue.questions if q.startswith(prefix + ":")]
+        ids += [q for q in by_question if q.startswith(prefix + ":") and q not in ids]
+        walk.append((prefix, [(qid, by_question.get(qid, [])) for qid in sorted(ids, key=source_key)]))
+    return walk
+
+
 def over_budget(ledger: dict) -> bool:
     s = ledger["summary"]
     return s.get("false_alarm_per_run", 0.0) > s.get("false_alarm_budget", FALSE_ALARM_BUDGET) * (1 + 1e-9)

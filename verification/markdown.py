@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from .aggregate import BAD, OK
+from .aggregate import BAD, OK, questions_by_seed
 
 STATUS_MARK = {"verified": "✅ verified", "cited": "📖 cited", "failing": "❌ failing", "missing": "⬜ missing"}
 VERDICT_TEXT = {
@@ -30,7 +30,6 @@ KIND_TEXT = {
     "empirical": "a small training run or a trained model's measurement",
     "reference": "a citation: the claim is not computable",
 }
-SOURCE = re.compile(r"^(\d{3}):([FD])(\d+)$")
 MAX_ROWS = 200  # longer sweeps are shown as JSON
 
 
@@ -45,11 +44,6 @@ def question_heading(qid: str, gloss: dict) -> str:
 
 def _anchor(claim_id: str) -> str:
     return "claim-" + re.sub(r"[^a-z0-9]+", "-", claim_id.lower()).strip("-")
-
-
-def _source_key(source: str):
-    m = SOURCE.match(source)
-    return (m.group(1), int(m.group(3))) if m else (source, 0)
 
 
 def _fmt_number(value) -> str:
@@ -228,23 +222,15 @@ def render_markdown(ledger: dict, catalogue, directory: Path, root: Path | None 
         out += ["", "**Collection errors** (their tests did not run): "
                 + ", ".join(f"`{n}`" for n in s["collection_errors"])]
 
-    by_question: dict[str, list[str]] = {}
-    for c in ledger["claims"]:
-        for source in c["sources"]:
-            by_question.setdefault(source, []).append(c["id"])
-    prefixes = list(catalogue.seeds) or sorted({q.split(":")[0] for q in by_question})
     shown: dict[str, str] = {}
-    for prefix in prefixes:
+    for prefix, questions in questions_by_seed(ledger, catalogue):
         seed = catalogue.seeds.get(prefix, {})
         out += ["", f"## Seed {prefix}: {seed.get('title', '')} · {seed.get('title_zh', '')}".rstrip(" ·"), ""]
         if seed.get("file"):
             out.append(f"Questions of `seeds/{seed['file']}`.")
-        ids = [q for q in catalogue.questions if q.startswith(prefix + ":")]
-        ids += sorted((q for q in by_question if q.startswith(prefix + ":") and q not in ids), key=_source_key)
-        for qid in sorted(ids, key=_source_key):
+        for qid, members in questions:
             gloss = catalogue.questions.get(qid, {})
             out += ["", f"### {question_heading(qid, gloss)}. {gloss.get('en', '')} · {gloss.get('zh', '')}".rstrip(" ·"), ""]
-            members = by_question.get(qid, [])
             if not members:
                 out.append("No claim of the catalogue comes from this question.")
             for cid in members:

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from latex2mathml.converter import convert
 
-from .aggregate import BAD, OK, question_info
+from .aggregate import BAD, OK, question_info, questions_by_seed
 from .markdown import KIND_TEXT, VERDICT_TEXT, fmt_confidence, record_label
 
-SOURCE = re.compile(r"^(\d{3}):([FD])(\d+)$")
 #: Lists of numbers longer than this are shown as a table of index and value, never cut.
 WIDE_LIST = 16
 
@@ -260,22 +259,12 @@ def question_anchor(qid: str) -> str:
     return "q-" + qid.replace(":", "-")
 
 
-def _source_key(source: str):
-    m = SOURCE.match(source)
-    return (m.group(1), int(m.group(3))) if m else (source, 0)
-
-
 def render_page(ledger: dict, catalogue, plots: dict[str, list[dict]], root: Path, directory: Path) -> str:
     """The whole page as a string."""
     claims = {c["id"]: c for c in ledger["claims"]}
     s = ledger["summary"]
-    by_question: dict[str, list[str]] = {}
-    for c in ledger["claims"]:
-        for source in c["sources"]:
-            by_question.setdefault(source, []).append(c["id"])
-    prefixes = list(catalogue.seeds) or sorted({q.split(":")[0] for q in by_question})
     body, toc, shown = [], [], {}
-    for prefix in prefixes:
+    for prefix, questions in questions_by_seed(ledger, catalogue):
         seed = catalogue.seeds.get(prefix, {})
         title = f"Seed {prefix}: {seed.get('title', '')}".rstrip(": ")
         body.append(f'<section class="seed" id="seed-{esc(prefix)}"><h2>{esc(title)} · {esc(seed.get("title_zh", ""))}</h2>')
@@ -283,9 +272,7 @@ def render_page(ledger: dict, catalogue, plots: dict[str, list[dict]], root: Pat
             body.append(f'<p class="muted">Questions of <code>seeds/{esc(seed["file"])}</code>, '
                         "numbered as the file prints them.</p>")
         toc.append(f"<li><strong>{esc(title)}</strong><ul>")
-        ids = [q for q in catalogue.questions if q.startswith(prefix + ":")]
-        ids += [q for q in by_question if q.startswith(prefix + ":") and q not in ids]
-        for qid in sorted(ids, key=_source_key):
+        for qid, members in questions:
             gloss = catalogue.questions.get(qid, {})
             info = question_info(catalogue, qid)
             anchor = question_anchor(qid)
@@ -294,7 +281,6 @@ def render_page(ledger: dict, catalogue, plots: dict[str, list[dict]], root: Pat
                         f'{esc(gloss.get("en", ""))} · {esc(gloss.get("zh", ""))} <span class="fid">({esc(fid)})</span></h3>')
             also = "" if info["printed"] == fid[1:] else f" ({fid})"
             toc.append(f'<li><a href="#{anchor}">{esc(info["printed"])}{esc(also)}. {esc(gloss.get("en", fid))}</a></li>')
-            members = by_question.get(qid, [])
             if not members:
                 body.append('<p class="muted">No claim of the catalogue comes from this question.</p>')
             for cid in members:
